@@ -1,0 +1,95 @@
+"""The `sserelay` command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from sserelay.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sserelay.upstream.local_model import LocalModel, LocalModelError
+    from sserelay.web.app import create_app
+
+    settings = Settings.from_env(
+        host=args.host, port=args.port, cors_origins=tuple(args.cors_origin) or None
+    )
+    local: LocalModel | None = None
+    if settings.use_local_model:
+        local = LocalModel()
+        print("sserelay: no OPENAI_API_KEY set; starting the local model "
+              "SmolLM2-135M-Instruct (llama.cpp)...", flush=True)
+        try:
+            local.start()
+        except LocalModelError as exc:
+            print(f"sserelay: {exc}", file=sys.stderr)
+            return 1
+        settings = dataclasses.replace(settings, openai_base_url=local.base_url)
+        upstream_desc = f"local model SmolLM2-135M-Instruct (llama.cpp on {local.base_url})"
+    else:
+        keyed = "with" if settings.openai_api_key else "without"
+        upstream_desc = f"OpenAI-compatible API at {settings.openai_base_url} ({keyed} a key)"
+    print(f"sserelay: upstream: {upstream_desc}", flush=True)
+    print(f"sserelay: chat model {settings.chat_model!r}, completion model "
+          f"{settings.completion_model!r}", flush=True)
+    print(f"sserelay: serving on http://{settings.host}:{settings.port}/", flush=True)
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            # The access log would write prompts (query strings) to the log: off.
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        if local is not None:
+            local.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sserelay",
+        description="Relay streamed LLM answers (server-sent events) from a provider to "
+        "browsers and API clients, keeping the provider key on the server.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the relay server",
+        description="Run the relay server. The upstream is OpenAI (or any OpenAI-compatible "
+        "server) when OPENAI_API_KEY or OPENAI_BASE_URL is set; otherwise sserelay starts the "
+        "embedded local model SmolLM2-135M-Instruct and relays from it.",
+        epilog="Environment: OPENAI_API_KEY (provider key, never sent to clients), "
+        "OPENAI_BASE_URL (e.g. http://127.0.0.1:8080/v1 for vLLM, Ollama or llama.cpp), "
+        "SSERELAY_CHAT_MODEL, SSERELAY_COMPLETION_MODEL (model names to request), "
+        "SSERELAY_CORS_ORIGINS (comma-separated origins).",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000,
+                       help="TCP port to listen on (default: 8000)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="an origin (e.g. https://app.example.com) whose pages may call "
+                       "sserelay from a browser; repeat for several. Default: same origin only")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

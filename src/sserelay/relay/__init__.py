@@ -1,0 +1,1 @@
+"""Relay policy: what sserelay reads out of an upstream stream and how a stream ends."""

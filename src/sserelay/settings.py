@@ -1,0 +1,54 @@
+"""Runtime settings, read once at start-up from flags and the environment.
+
+Environment variables follow the upstream SDKs' names where one exists (OPENAI_API_KEY,
+OPENAI_BASE_URL) so that an app moved onto sserelay keeps its configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+LOCAL_MODEL_NAME = "smollm2"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str = OPENAI_DEFAULT_BASE_URL
+    chat_model: str = "gpt-4o-mini"
+    completion_model: str = "gpt-3.5-turbo-instruct"
+    # Origins allowed to call sserelay from a browser page served elsewhere. Empty means
+    # same-origin only: no Access-Control-Allow-Origin header is ever sent.
+    cors_origins: tuple[str, ...] = ()
+    max_prompt_chars: int = 32_000
+    max_body_bytes: int = 1 << 20
+    connect_timeout: float = 10.0
+    # No key and no explicit base URL: run the embedded SmolLM2 model.
+    use_local_model: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        key = env.get("OPENAI_API_KEY") or None
+        base_url = env.get("OPENAI_BASE_URL") or None
+        origins = tuple(o.strip() for o in env.get("SSERELAY_CORS_ORIGINS", "").split(",") if o.strip())
+        use_local = key is None and base_url is None
+        values: dict[str, object] = {
+            "openai_api_key": key,
+            "openai_base_url": (base_url or OPENAI_DEFAULT_BASE_URL).rstrip("/"),
+            "cors_origins": origins,
+            "use_local_model": use_local,
+        }
+        if use_local:
+            values["chat_model"] = values["completion_model"] = LOCAL_MODEL_NAME
+        if "SSERELAY_CHAT_MODEL" in env:
+            values["chat_model"] = env["SSERELAY_CHAT_MODEL"]
+        if "SSERELAY_COMPLETION_MODEL" in env:
+            values["completion_model"] = env["SSERELAY_COMPLETION_MODEL"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,82 @@
+"""The ASGI application: routes, CORS, error handlers, and the upstream's lifetime."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from sserelay.settings import Settings
+from sserelay.upstream.errors import UpstreamError
+from sserelay.upstream.openai_client import OpenAIUpstream
+from sserelay.web import article
+from sserelay.web.errors import (
+    RequestError,
+    handle_http_exception,
+    handle_request_error,
+    handle_unexpected,
+    handle_upstream_error,
+)
+
+STATIC_DIR = resources.files("sserelay.web") / "static"
+
+
+async def page(request: Request) -> Response:
+    return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build sserelay's ASGI app; `settings` default to the environment's."""
+    settings = settings or Settings.from_env()
+    upstream = OpenAIUpstream(
+        settings.openai_base_url, settings.openai_api_key, connect_timeout=settings.connect_timeout
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+
+    routes = [
+        Route("/", page, methods=["GET"]),
+        Route("/completion", article.completion, methods=["GET"]),
+        Route("/completionChat", article.completion_chat, methods=["GET"]),
+        Route("/completions/chat", article.completions_chat_post, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    middleware = [
+        # An explicit allow-list; with none configured no CORS header is ever sent, so only
+        # same-origin pages can read the streams. Never "*", never a reflected Origin.
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Last-Event-ID"],
+            expose_headers=["X-Sserelay-Stream"],
+        )
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            RequestError: handle_request_error,
+            UpstreamError: handle_upstream_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )
+    app.state.settings = settings
+    app.state.upstream = upstream
+    return app

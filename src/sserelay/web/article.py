@@ -1,0 +1,172 @@
+"""The article's endpoints, done right.
+
+`GET /completion`, `GET /completionChat` and `POST /completions/chat` relay the model's text
+itself as each event's data, as the tutorial does, but encoded so that no token can forge an
+event (multi-line `data:` fields), every stream ends with `data: [DONE]`, failures after the
+first byte end with a typed `event: error`, and every event carries an id: a browser that
+reconnects after the end sends `Last-Event-ID`, and gets 204 (stop) instead of a second
+completion.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sserelay.codec import encode_event
+from sserelay.relay.openai_text import END_MARKER, Kind, text_deltas
+from sserelay.settings import Settings
+from sserelay.upstream.errors import UpstreamError
+from sserelay.upstream.openai_client import OpenAIUpstream, UpstreamStream
+from sserelay.web.errors import RequestError
+from sserelay.web.event_stream import EventStreamResponse
+
+_ROLES = frozenset({"system", "user", "assistant", "developer"})
+
+
+async def completion(request: Request) -> Response:
+    """GET /completion?prompt=...: legacy Completions, relaying `choices[0].text`."""
+    return await _relay(request, "completion", _prompt_from_query(request))
+
+
+async def completion_chat(request: Request) -> Response:
+    """GET /completionChat?prompt=...: Chat Completions, relaying `delta.content`."""
+    return await _relay(request, "chat", _prompt_from_query(request))
+
+
+async def completions_chat_post(request: Request) -> Response:
+    """POST /completions/chat with {"prompt": ...} or {"messages": [...]}."""
+    settings: Settings = request.app.state.settings
+    body = await read_json_body(request, settings.max_body_bytes)
+    if "messages" in body:
+        messages = _validate_messages(body["messages"], settings.max_prompt_chars)
+    elif "prompt" in body:
+        messages = [{"role": "user", "content": _validate_prompt(body["prompt"], settings)}]
+    else:
+        raise RequestError(400, 'The JSON body needs a "prompt" string or a "messages" list.')
+    return await _relay(request, "chat", messages)
+
+
+async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, read up to `limit` bytes; a 4xx in words otherwise."""
+    ctype = request.headers.get("content-type", "")
+    if "json" not in ctype:
+        raise RequestError(415, "Send the request body as JSON (Content-Type: application/json).")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"The request body is larger than the limit of {limit} bytes.")
+    raw = bytearray()
+    async for part in request.stream():
+        raw += part
+        if len(raw) > limit:
+            raise RequestError(413, f"The request body is larger than the limit of {limit} bytes.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"The request body is not valid JSON ({exc.msg}).") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "The request body must be a JSON object.")
+    return body
+
+
+def _prompt_from_query(request: Request) -> list[dict[str, str]]:
+    prompt = request.query_params.get("prompt")
+    if prompt is None:
+        raise RequestError(400, 'Add the question as a "prompt" query parameter: ?prompt=...')
+    return [{"role": "user", "content": _validate_prompt(prompt, request.app.state.settings)}]
+
+
+def _validate_prompt(prompt: object, settings: Settings) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise RequestError(400, 'The "prompt" must be a non-empty string.')
+    if len(prompt) > settings.max_prompt_chars:
+        raise RequestError(
+            413, f'The "prompt" is longer than the limit of {settings.max_prompt_chars} characters.'
+        )
+    return prompt
+
+
+def _validate_messages(messages: object, max_chars: int) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, 'The "messages" must be a non-empty list.')
+    total = 0
+    clean: list[dict[str, str]] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RequestError(400, f"messages[{i}] must be an object with a role and content.")
+        role, content = message.get("role"), message.get("content")
+        if role not in _ROLES:
+            raise RequestError(
+                400, f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}."
+            )
+        if not isinstance(content, str):
+            raise RequestError(400, f"messages[{i}].content must be a string.")
+        total += len(content)
+        clean.append({"role": role, "content": content})
+    if total > max_chars:
+        raise RequestError(413, f"The messages are longer than the limit of {max_chars} characters.")
+    return clean
+
+
+def _resuming(request: Request) -> bool:
+    return bool(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
+
+
+async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -> Response:
+    if _resuming(request):
+        # WHATWG: EventSource reconnects even after a clean end, with Last-Event-ID.
+        # 204 tells it to stop; running the prompt again would pay twice for another answer.
+        return Response(status_code=204)
+    settings: Settings = request.app.state.settings
+    upstream: OpenAIUpstream = request.app.state.upstream
+    if kind == "chat":
+        path = "/chat/completions"
+        payload: dict[str, Any] = {"model": settings.chat_model, "messages": messages}
+    else:
+        path = "/completions"
+        payload = {"model": settings.completion_model, "prompt": messages[-1]["content"]}
+    payload["stream"] = True
+    if settings.use_local_model:
+        payload["max_tokens"] = 512
+    stream = upstream.stream(path, payload)
+    # Opening the upstream before answering lets an early failure keep a real HTTP status.
+    await stream.__aenter__()
+    stream_id = secrets.token_urlsafe(9)
+
+    async def close() -> None:
+        await stream.__aexit__(None, None, None)
+
+    return EventStreamResponse(
+        article_events(stream, kind, stream_id, upstream),
+        headers={"x-sserelay-stream": stream_id},
+        on_close=close,
+    )
+
+
+async def article_events(
+    stream: UpstreamStream, kind: Kind, stream_id: str, upstream: OpenAIUpstream
+) -> AsyncIterator[bytes]:
+    """The article's wire format: text as data, typed error ending, `[DONE]` last, with ids."""
+    seq = 0
+    prefix = stream_id + ":"
+    try:
+        async for text in text_deltas(stream.events(), kind, upstream.redact):
+            seq += 1
+            if text == END_MARKER:
+                # A token that is exactly "[DONE]" would read as the end marker: send it as
+                # two events, which concatenate to the same text.
+                yield encode_event("[DONE", id=f"{prefix}{seq}")
+                seq += 1
+                text = "]"
+            yield encode_event(text, id=prefix + str(seq))
+    except UpstreamError as exc:
+        seq += 1
+        error = {"error": {"message": exc.message, "code": exc.code, "ending": exc.ending}}
+        yield encode_event(orjson.dumps(error).decode(), event="error", id=f"{prefix}{seq}")
+    seq += 1
+    yield encode_event(END_MARKER, id=f"{prefix}{seq}")
