@@ -1,0 +1,66 @@
+"""Shared fixtures: real processes on loopback (the fake upstream, sserelay itself)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sserelay.testing.procs import ServerProcess
+
+# A made-up provider key: tests check it reaches the upstream and nothing else.
+PROVIDER_KEY = "sk-test-PROVIDERKEY0123456789abcdef"
+
+
+class Upstream:
+    """The fake upstream process plus access to what it recorded."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.url = server.url
+
+    def requests(self) -> list[dict[str, Any]]:
+        reply = httpx.get(self.url + "/_fake/requests", timeout=10)
+        reply.raise_for_status()
+        records: list[dict[str, Any]] = reply.json()
+        return records
+
+    def reset(self) -> None:
+        httpx.post(self.url + "/_fake/reset", timeout=10).raise_for_status()
+
+
+def start_relay(upstream_url: str, *extra_args: str, env: dict[str, str] | None = None
+                ) -> ServerProcess:
+    argv = [sys.executable, "-m", "sserelay.cli", "serve", "--port", "{port}", *extra_args]
+    base_env = {
+        "OPENAI_API_KEY": PROVIDER_KEY,
+        "OPENAI_BASE_URL": upstream_url + "/v1",
+        "SSERELAY_CHAT_MODEL": "fake-chat",
+        "SSERELAY_COMPLETION_MODEL": "fake-instruct",
+    }
+    return ServerProcess(argv, env={**base_env, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    """A real fake-OpenAI server process that only accepts PROVIDER_KEY."""
+    argv = [sys.executable, "-m", "sserelay.testing.fake_upstream", "--port", "{port}",
+            "--require-key", PROVIDER_KEY]
+    with ServerProcess(argv) as server:
+        yield Upstream(server)
+
+
+@pytest.fixture(scope="session")
+def relay(upstream: Upstream) -> Iterator[ServerProcess]:
+    """sserelay as a real server process, relaying from the fake upstream."""
+    with start_relay(upstream.url) as server:
+        yield server
+
+
+@pytest.fixture
+def client(relay: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=relay.url, timeout=30) as http_client:
+        yield http_client
