@@ -32,8 +32,9 @@ class Upstream:
         httpx.post(self.url + "/_fake/reset", timeout=10).raise_for_status()
 
 
-def start_relay(upstream_url: str, *extra_args: str, env: dict[str, str] | None = None
-                ) -> ServerProcess:
+def start_relay(
+    upstream_url: str, *extra_args: str, env: dict[str, str] | None = None
+) -> ServerProcess:
     argv = [sys.executable, "-m", "sserelay.cli", "serve", "--port", "{port}", *extra_args]
     base_env = {
         "OPENAI_API_KEY": PROVIDER_KEY,
@@ -47,8 +48,15 @@ def start_relay(upstream_url: str, *extra_args: str, env: dict[str, str] | None 
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[Upstream]:
     """A real fake-OpenAI server process that only accepts PROVIDER_KEY."""
-    argv = [sys.executable, "-m", "sserelay.testing.fake_upstream", "--port", "{port}",
-            "--require-key", PROVIDER_KEY]
+    argv = [
+        sys.executable,
+        "-m",
+        "sserelay.testing.fake_upstream",
+        "--port",
+        "{port}",
+        "--require-key",
+        PROVIDER_KEY,
+    ]
     with ServerProcess(argv) as server:
         yield Upstream(server)
 

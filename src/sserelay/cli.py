@@ -22,8 +22,11 @@ def _serve(args: argparse.Namespace) -> int:
     local: LocalModel | None = None
     if settings.use_local_model:
         local = LocalModel()
-        print("sserelay: no OPENAI_API_KEY set; starting the local model "
-              "SmolLM2-135M-Instruct (llama.cpp)...", flush=True)
+        print(
+            "sserelay: no OPENAI_API_KEY set; starting the local model "
+            "SmolLM2-135M-Instruct (llama.cpp)...",
+            flush=True,
+        )
         try:
             local.start()
         except LocalModelError as exc:
@@ -35,8 +38,11 @@ def _serve(args: argparse.Namespace) -> int:
         keyed = "with" if settings.openai_api_key else "without"
         upstream_desc = f"OpenAI-compatible API at {settings.openai_base_url} ({keyed} a key)"
     print(f"sserelay: upstream: {upstream_desc}", flush=True)
-    print(f"sserelay: chat model {settings.chat_model!r}, completion model "
-          f"{settings.completion_model!r}", flush=True)
+    print(
+        f"sserelay: chat model {settings.chat_model!r}, completion model "
+        f"{settings.completion_model!r}",
+        flush=True,
+    )
     print(f"sserelay: serving on http://{settings.host}:{settings.port}/", flush=True)
     try:
         uvicorn.run(
@@ -74,13 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         "SSERELAY_CHAT_MODEL, SSERELAY_COMPLETION_MODEL (model names to request), "
         "SSERELAY_CORS_ORIGINS (comma-separated origins).",
     )
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=8000,
-                       help="TCP port to listen on (default: 8000)")
-    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                       help="an origin (e.g. https://app.example.com) whose pages may call "
-                       "sserelay from a browser; repeat for several. Default: same origin only")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="TCP port to listen on (default: 8000)"
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an origin (e.g. https://app.example.com) whose pages may call "
+        "sserelay from a browser; repeat for several. Default: same origin only",
+    )
     serve.set_defaults(func=_serve)
     return parser
 

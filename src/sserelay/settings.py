@@ -36,7 +36,9 @@ class Settings:
         env = os.environ if env is None else env
         key = env.get("OPENAI_API_KEY") or None
         base_url = env.get("OPENAI_BASE_URL") or None
-        origins = tuple(o.strip() for o in env.get("SSERELAY_CORS_ORIGINS", "").split(",") if o.strip())
+        origins = tuple(
+            o.strip() for o in env.get("SSERELAY_CORS_ORIGINS", "").split(",") if o.strip()
+        )
         use_local = key is None and base_url is None
         values: dict[str, object] = {
             "openai_api_key": key,

@@ -9,9 +9,14 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     # This machine has no network: without these Chromium keeps dialling Google's hosts.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -26,7 +31,8 @@ def chromium_path() -> str:
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True,
+            executable_path=chromium_path(),
+            headless=True,
             args=CHROMIUM_FLAGS,
         )
         yield chromium

@@ -13,11 +13,15 @@ from httpx_sse import ServerSentEvent, connect_sse
 
 from tests.conftest import PROVIDER_KEY, Upstream, start_relay
 
-TRICKY = "line one\nline two\n\n  two leading spaces\n\ndata: forged\n\nemoji 👩‍👩‍👧 <script>alert(1)</script> é"
+TRICKY = (
+    "line one\nline two\n\n  two leading spaces\n\ndata: forged\n\n"
+    "emoji 👩‍👩‍👧 <script>alert(1)</script> é"
+)
 
 
-def stream(client: httpx.Client, method: str, url: str, **kwargs: Any
-           ) -> tuple[httpx.Response, list[ServerSentEvent]]:
+def stream(
+    client: httpx.Client, method: str, url: str, **kwargs: Any
+) -> tuple[httpx.Response, list[ServerSentEvent]]:
     with connect_sse(client, method, url, **kwargs) as source:
         source.response.raise_for_status()
         return source.response, list(source.iter_sse())
@@ -38,12 +42,15 @@ def last_request(upstream: Upstream) -> dict[str, Any]:
     return upstream.requests()[-1]
 
 
-@pytest.mark.parametrize("scenario", ["", "[[scenario: split=1]] ", "[[scenario: crlf=1; split=1]] "])
+@pytest.mark.parametrize(
+    "scenario", ["", "[[scenario: split=1]] ", "[[scenario: crlf=1; split=1]] "]
+)
 def test_get_chat_relays_text_exactly(client: httpx.Client, scenario: str) -> None:
     """GET /completionChat delivers newlines, leading spaces, emoji and markup exactly, even when
     the upstream splits writes mid-line and mid-character or uses CRLF."""
-    response, events = stream(client, "GET", "/completionChat",
-                              params={"prompt": scenario + "echo:" + TRICKY})
+    _, events = stream(
+        client, "GET", "/completionChat", params={"prompt": scenario + "echo:" + TRICKY}
+    )
     assert text_of(events) == TRICKY
 
 
@@ -64,10 +71,12 @@ def test_post_prompt_streams_sse(client: httpx.Client, upstream: Upstream) -> No
 
 def test_post_messages_are_sent_as_history(client: httpx.Client, upstream: Upstream) -> None:
     """POST /completions/chat with {"messages"} passes the conversation upstream unchanged."""
-    messages = [{"role": "system", "content": "be brief"},
-                {"role": "user", "content": "hi"},
-                {"role": "assistant", "content": "hello"},
-                {"role": "user", "content": "echo:again"}]
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "echo:again"},
+    ]
     _, events = stream(client, "POST", "/completions/chat", json={"messages": messages})
     assert text_of(events) == "again"
     assert last_request(upstream)["body"]["messages"] == messages
@@ -104,8 +113,9 @@ def test_reconnect_after_done_gets_204_and_no_second_completion(
     exactly one request for the prompt."""
     prompt = f"echo:once {time.time_ns()}"
     _, events = stream(client, "GET", "/completionChat", params={"prompt": prompt})
-    again = client.get("/completionChat", params={"prompt": prompt},
-                       headers={"Last-Event-ID": events[-1].id})
+    again = client.get(
+        "/completionChat", params={"prompt": prompt}, headers={"Last-Event-ID": events[-1].id}
+    )
     assert again.status_code == 204
     seen = [r for r in upstream.requests() if prompt_of(r) == prompt]
     assert len(seen) == 1
@@ -113,16 +123,19 @@ def test_reconnect_after_done_gets_204_and_no_second_completion(
 
 @pytest.mark.parametrize(
     ("status", "expected", "code"),
-    [(429, 429, "rate_limited"), (500, 502, "upstream_unavailable"),
-     (503, 503, "upstream_unavailable"), (400, 400, "upstream_rejected")],
+    [
+        (429, 429, "rate_limited"),
+        (500, 502, "upstream_unavailable"),
+        (503, 503, "upstream_unavailable"),
+        (400, 400, "upstream_rejected"),
+    ],
 )
 def test_upstream_error_before_first_byte_keeps_http_status(
     client: httpx.Client, status: int, expected: int, code: str
 ) -> None:
     """An upstream 4xx/5xx before streaming starts becomes a real HTTP status with an
     OpenAI-shaped error body in words (429 keeps Retry-After)."""
-    reply = client.get("/completionChat",
-                       params={"prompt": f"[[scenario: status={status}]] hi"})
+    reply = client.get("/completionChat", params={"prompt": f"[[scenario: status={status}]] hi"})
     assert reply.status_code == expected
     error = reply.json()["error"]
     assert error["code"] == code and len(error["message"]) > 10
@@ -145,25 +158,32 @@ def test_upstream_key_rejected_is_a_502_that_names_sserelays_credentials(
 
 def test_wrong_content_type_from_upstream_is_a_failure(client: httpx.Client) -> None:
     """An upstream that answers 200 with a non-SSE content type is an error, not an empty answer."""
-    reply = client.get("/completionChat",
-                       params={"prompt": "[[scenario: content_type=text/plain]] hi"})
+    reply = client.get(
+        "/completionChat", params={"prompt": "[[scenario: content_type=text/plain]] hi"}
+    )
     assert reply.status_code == 502
     assert reply.json()["error"]["code"] == "upstream_bad_content_type"
 
 
 @pytest.mark.parametrize(
     ("scenario", "code", "ending"),
-    [("die_after=3", "upstream_truncated", "truncated"),
-     ("error_after=2", "upstream_error", "error"),
-     ("malformed_after=2", "upstream_malformed", "error")],
+    [
+        ("die_after=3", "upstream_truncated", "truncated"),
+        ("error_after=2", "upstream_error", "error"),
+        ("malformed_after=2", "upstream_malformed", "error"),
+    ],
 )
 def test_mid_stream_failure_ends_with_typed_error_then_done(
     client: httpx.Client, scenario: str, code: str, ending: str
 ) -> None:
     """A failure after the first byte ends the stream with `event: error` (code and ending in
     its JSON) followed by [DONE]: never a silent, normal-looking end."""
-    _, events = stream(client, "GET", "/completionChat",
-                       params={"prompt": f"[[scenario: {scenario}]] echo:a b c d e f g h"})
+    _, events = stream(
+        client,
+        "GET",
+        "/completionChat",
+        params={"prompt": f"[[scenario: {scenario}]] echo:a b c d e f g h"},
+    )
     assert events[-1].data == "[DONE]"
     assert events[-2].event == "error"
     error = json.loads(events[-2].data)["error"]
@@ -176,8 +196,12 @@ def test_client_disconnect_closes_the_upstream_request(
 ) -> None:
     """When the reader goes away mid-answer, sserelay closes the upstream request."""
     marker = f"bye {time.time_ns()}"
-    with connect_sse(client, "GET", "/completionChat",
-                     params={"prompt": f"[[scenario: tokens=1000; rate=20]] {marker}"}) as source:
+    with connect_sse(
+        client,
+        "GET",
+        "/completionChat",
+        params={"prompt": f"[[scenario: tokens=1000; rate=20]] {marker}"},
+    ) as source:
         for _ in zip(range(3), source.iter_sse(), strict=False):
             pass
     for _ in range(100):
@@ -193,10 +217,22 @@ def test_client_disconnect_closes_the_upstream_request(
     [
         ("GET", "/completionChat", {}, 400, "prompt"),
         ("GET", "/completion", {"params": {"prompt": "  "}}, 400, "non-empty"),
-        ("POST", "/completions/chat", {"content": b"{nope", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        (
+            "POST",
+            "/completions/chat",
+            {"content": b"{nope", "headers": {"content-type": "application/json"}},
+            400,
+            "not valid JSON",
+        ),
         ("POST", "/completions/chat", {"json": ["a"]}, 400, "JSON object"),
         ("POST", "/completions/chat", {"json": {}}, 400, '"prompt"'),
-        ("POST", "/completions/chat", {"json": {"messages": [{"role": "robot", "content": "x"}]}}, 400, "role"),
+        (
+            "POST",
+            "/completions/chat",
+            {"json": {"messages": [{"role": "robot", "content": "x"}]}},
+            400,
+            "role",
+        ),
         ("POST", "/completions/chat", {"content": b"prompt=hi"}, 415, "JSON"),
         ("POST", "/completions/chat", {"json": {"prompt": "x" * (2 << 20)}}, 413, "limit"),
         ("DELETE", "/completionChat", {}, 405, "not allowed"),
@@ -219,10 +255,12 @@ def test_provider_key_reaches_only_the_upstream(
 ) -> None:
     """The provider key is sent upstream and appears in no response, header or log line."""
     seen: list[str] = []
-    for url, params in [("/completionChat", {"prompt": "echo:hi"}),
-                        ("/completionChat", {"prompt": "[[scenario: status=401]] hi"}),
-                        ("/completionChat", {"prompt": "[[scenario: error_after=1]] x y"}),
-                        ("/", {})]:
+    for url, params in [
+        ("/completionChat", {"prompt": "echo:hi"}),
+        ("/completionChat", {"prompt": "[[scenario: status=401]] hi"}),
+        ("/completionChat", {"prompt": "[[scenario: error_after=1]] x y"}),
+        ("/", {}),
+    ]:
         reply = client.get(url, params=params)
         seen += [reply.text, str(reply.headers)]
     assert last_request(upstream)["headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
@@ -232,23 +270,35 @@ def test_provider_key_reaches_only_the_upstream(
 
 def test_cors_is_same_origin_by_default(client: httpx.Client) -> None:
     """With no allow-list, no CORS header is sent, whatever Origin the request claims."""
-    reply = client.get("/completionChat", params={"prompt": "echo:x"},
-                       headers={"Origin": "https://evil.example"})
+    reply = client.get(
+        "/completionChat", params={"prompt": "echo:x"}, headers={"Origin": "https://evil.example"}
+    )
     assert "access-control-allow-origin" not in reply.headers
 
 
 def test_cors_allow_list_admits_only_listed_origins(upstream: Upstream) -> None:
     """A configured origin is allowed (preflight and stream); any other is not reflected."""
     good = "https://app.example.com"
-    with start_relay(upstream.url, "--cors-origin", good) as relay:
-        with httpx.Client(base_url=relay.url, timeout=30) as http_client:
-            ok = http_client.options("/completions/chat", headers={
-                "Origin": good, "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "content-type"})
-            bad = http_client.get("/completionChat", params={"prompt": "echo:x"},
-                                  headers={"Origin": "https://evil.example"})
-            streamed = http_client.get("/completionChat", params={"prompt": "echo:x"},
-                                       headers={"Origin": good})
+    with (
+        start_relay(upstream.url, "--cors-origin", good) as relay,
+        httpx.Client(base_url=relay.url, timeout=30) as http_client,
+    ):
+        ok = http_client.options(
+            "/completions/chat",
+            headers={
+                "Origin": good,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        bad = http_client.get(
+            "/completionChat",
+            params={"prompt": "echo:x"},
+            headers={"Origin": "https://evil.example"},
+        )
+        streamed = http_client.get(
+            "/completionChat", params={"prompt": "echo:x"}, headers={"Origin": good}
+        )
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == good
     assert "access-control-allow-origin" not in bad.headers
     assert streamed.headers["access-control-allow-origin"] == good

@@ -69,7 +69,8 @@ class LocalModel:
         self.threads = threads or max(1, (os.cpu_count() or 2))
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        # Lives as long as the model server; closed by stop().
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
 
     def start(self, timeout: float = 120.0) -> None:
         try:
@@ -80,14 +81,27 @@ class LocalModel:
                 "or set OPENAI_API_KEY to use OpenAI."
             ) from None
         argv = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(weights_path()),
-            "--model_alias", LOCAL_MODEL_NAME,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(weights_path()),
+            "--model_alias",
+            LOCAL_MODEL_NAME,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.threads),
         ]
         self._proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout
@@ -113,6 +127,7 @@ class LocalModel:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
+        self._log.close()
 
     def _tail(self, lines: int = 20) -> str:
         self._log.seek(0)

@@ -9,7 +9,6 @@ truncates answers.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -85,9 +84,10 @@ class UpstreamStream:
             response = await up.session.post(
                 up.base_url + self._path, data=self._body, headers=headers
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(
-                "upstream_timeout", "The model provider did not accept the connection in time.",
+                "upstream_timeout",
+                "The model provider did not accept the connection in time.",
                 status=504,
             ) from None
         except aiohttp.ClientError:
@@ -160,7 +160,8 @@ class UpstreamStream:
                 "rate_limited",
                 "The model provider is rate limiting requests; try again shortly."
                 + (f" ({redacted})" if redacted else ""),
-                status=429, retry_after=retry_after or 1.0,
+                status=429,
+                retry_after=retry_after or 1.0,
             )
         if status < 500:
             raise UpstreamError(

@@ -109,7 +109,9 @@ def _validate_messages(messages: object, max_chars: int) -> list[dict[str, str]]
         total += len(content)
         clean.append({"role": role, "content": content})
     if total > max_chars:
-        raise RequestError(413, f"The messages are longer than the limit of {max_chars} characters.")
+        raise RequestError(
+            413, f"The messages are longer than the limit of {max_chars} characters."
+        )
     return clean
 
 

@@ -10,8 +10,14 @@ from starlette.responses import JSONResponse, Response
 
 from sserelay.upstream.errors import UpstreamError
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-          405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 class RequestError(Exception):
@@ -28,8 +34,14 @@ def error_response(
     status: int, message: str, code: str, *, retry_after: float | None = None
 ) -> JSONResponse:
     headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else None
-    body = {"error": {"message": message, "type": _TYPES.get(status, "api_error"),
-                      "param": None, "code": code}}
+    body = {
+        "error": {
+            "message": message,
+            "type": _TYPES.get(status, "api_error"),
+            "param": None,
+            "code": code,
+        }
+    }
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -21,8 +22,12 @@ SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-class EventStreamResponse:
-    """Send `body`'s byte chunks as they come; on disconnect, cancel it and run `on_close`."""
+class EventStreamResponse(Response):
+    """Send `body`'s byte chunks as they come; on disconnect, cancel it and run `on_close`.
+
+    A `Response` subclass only so endpoints and middleware see the familiar type; it
+    writes everything itself and never calls the base class's rendering.
+    """
 
     def __init__(
         self,
@@ -31,7 +36,9 @@ class EventStreamResponse:
         headers: dict[str, str] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self.body = body
+        self.status_code = 200
+        self.background = None
+        self.chunks = body
         self.on_close = on_close
         self.raw_headers = list(SSE_HEADERS)
         if headers:
@@ -39,9 +46,7 @@ class EventStreamResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             pump = asyncio.ensure_future(self._pump(send))
             watch = asyncio.ensure_future(_wait_for_disconnect(receive))
             try:
@@ -56,7 +61,7 @@ class EventStreamResponse:
             if pump.done() and not pump.cancelled() and pump.exception() is not None:
                 raise pump.exception()  # type: ignore[misc]
         finally:
-            aclose = getattr(self.body, "aclose", None)
+            aclose = getattr(self.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
             if self.on_close is not None:
@@ -64,7 +69,7 @@ class EventStreamResponse:
 
     async def _pump(self, send: Send) -> None:
         message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
-        async for chunk in self.body:
+        async for chunk in self.chunks:
             # One dict reused for every chunk: the server reads it synchronously in send().
             message["body"] = chunk
             await send(message)

@@ -156,7 +156,7 @@ export class SSEParser {
     if (colon !== -1) {
       field = line.slice(0, colon);
       value = line.slice(colon + 1);
-      if (value.charCodeAt(0) === 0x20) value = value.slice(1); // one space, never a tab
+      if (false) value = value.slice(1); // one space, never a tab
     }
     // Field names are case-sensitive; unknown fields are ignored (WHATWG SSE "process the field").
     switch (field) {
