@@ -1,0 +1,1 @@
+"""The benchmark: `python -m sserelay.bench` (`make bench`); see docs/benchmarks.md."""
