@@ -33,7 +33,7 @@ export class SSEParser {
   /**
    * @param {object} [options]
    * @param {number} [options.maxLineLength=1048576] Longest line accepted, in characters.
-   * @param {number} [options.maxDataLength=4194304] Largest data buffer of one event, in characters.
+   * @param {number} [options.maxDataLength=4194304] Largest data of one event, in characters.
    * @param {string} [options.lastEventId=""] Last event id to start from (e.g. a resumed stream).
    */
   constructor({
@@ -55,7 +55,7 @@ export class SSEParser {
     return this._lastEventId;
   }
 
-  /** The server's reconnection time in ms, or null if it never sent a valid one. @returns {number|null} */
+  /** The server's reconnection time in ms (null: never sent). @returns {number|null} */
   get retry() {
     return this._retry;
   }
@@ -156,7 +156,7 @@ export class SSEParser {
     if (colon !== -1) {
       field = line.slice(0, colon);
       value = line.slice(colon + 1);
-      if (false) value = value.slice(1); // one space, never a tab
+      if (value.charCodeAt(0) === 0x20) value = value.slice(1); // one space, never a tab
     }
     // Field names are case-sensitive; unknown fields are ignored (WHATWG SSE "process the field").
     switch (field) {
@@ -212,9 +212,9 @@ export class SSEParser {
  *
  * When the connection fails or the body ends before the end marker, it requests the same URL
  * again (same method and body) with `Last-Event-ID`, waiting the server's `retry:` time (or
- * `backoffMs`) doubled on each consecutive failure; any event received resets the count. If the
- * server never sent an id, events already yielded cannot be resumed without repeating them, so
- * it throws instead. After `maxRetries` consecutive failures it throws the last error.
+ * `backoffMs`) doubled on each consecutive failure; any event received resets the count. If
+ * events were yielded but there is no last event id, they cannot be resumed without repeating
+ * them, so it throws instead. After `maxRetries` consecutive failures it throws the last error.
  *
  * A non-2xx status throws an Error with `.status` and the server's message; 5xx and 429 with
  * `Retry-After` are retried, other 4xx are not. Aborting `signal` cancels the request, the
@@ -229,7 +229,8 @@ export class SSEParser {
  * @param {number} [options.maxRetries=5] Consecutive failed reconnects allowed.
  * @param {number} [options.backoffMs=500] First reconnect delay when the server sent no `retry:`.
  * @param {number} [options.maxBackoffMs=30000] Cap on the doubled delay.
- * @param {(attempt: number, delayMs: number) => void} [options.onReconnect] Called before each wait.
+ * @param {(attempt: number, delayMs: number) => void} [options.onReconnect] Called before
+ *   each reconnect wait, e.g. to show a "reconnecting" state.
  * @param {typeof fetch} [options.fetch=globalThis.fetch]
  * @returns {AsyncGenerator<{event: string, data: string, id: string}, void, undefined>}
  */
@@ -250,7 +251,7 @@ export async function* stream(
   const parser = new SSEParser({ lastEventId });
   const requestBody = body === undefined ? undefined : JSON.stringify(body);
   let failures = 0;
-  let yieldedWithoutId = false;
+  let yieldedAny = false;
 
   for (;;) {
     throwIfAborted(signal);
@@ -276,15 +277,15 @@ export async function* stream(
       if (!response.ok) {
         const error = await httpError(response);
         retryAfterMs = parseRetryAfter(response.headers.get("retry-after"));
-        const retriable = response.status >= 500 || (response.status === 429 && retryAfterMs !== null);
+        const retriable =
+          response.status >= 500 || (response.status === 429 && retryAfterMs !== null);
         if (!retriable) throw error;
         failure = error;
       } else if (!isEventStream(response)) {
         // WHATWG SSE fails the connection on any other Content-Type; retrying would not help.
         await response.body?.cancel().catch(() => {});
-        const error = new Error(
-          `expected text/event-stream from ${url}, got ${response.headers.get("content-type") || "no Content-Type"}`,
-        );
+        const type = response.headers.get("content-type") || "no Content-Type";
+        const error = new Error(`expected text/event-stream from ${url}, got ${type}`);
         error.status = response.status;
         throw error;
       } else {
@@ -308,7 +309,7 @@ export async function* stream(
             for (const event of events) {
               if (event.data === END_MARKER || ENDING_EVENT_TYPES.has(event.event)) return;
               if (event.event === "error") throw errorFromPayload(event.data);
-              if (event.id === "") yieldedWithoutId = true;
+              yieldedAny = true;
               yield { event: event.event, data: event.data, id: event.id };
               throwIfAborted(signal);
             }
@@ -321,22 +322,22 @@ export async function* stream(
       }
     }
 
-    if (yieldedWithoutId && parser.lastEventId === "") {
-      // Without an id the server would start over: the caller would see text twice.
-      throw new Error(`the event stream broke and cannot be resumed (the server sent no event ids): ${failure.message}`, {
-        cause: failure,
-      });
+    if (yieldedAny && parser.lastEventId === "") {
+      // Without an id to resume after, the server would start over: the caller would see
+      // the text twice.
+      throw withCause(
+        "the event stream broke and cannot be resumed (the server sent no event ids)",
+        failure,
+      );
     }
     failures += 1;
     if (failures > maxRetries) {
-      const error = new Error(`the event stream failed after ${maxRetries} reconnect attempts: ${failure.message}`, {
-        cause: failure,
-      });
-      if (failure.status !== undefined) error.status = failure.status;
-      throw error;
+      throw withCause(`the event stream failed after ${maxRetries} reconnect attempts`, failure);
     }
-    const base = parser.retry ?? backoffMs; // WHATWG SSE: the server's retry: is the reconnection time
-    const delayMs = retryAfterMs ?? Math.min(base * 2 ** (failures - 1), Math.max(maxBackoffMs, base));
+    // WHATWG SSE: the server's `retry:` sets the reconnection time; it is doubled per failure.
+    const base = parser.retry ?? backoffMs;
+    const delayMs =
+      retryAfterMs ?? Math.min(base * 2 ** (failures - 1), Math.max(maxBackoffMs, base));
     onReconnect?.(failures, delayMs);
     await sleep(delayMs, signal);
   }
@@ -364,7 +365,14 @@ export async function* stream(
  */
 export function follow(
   url,
-  { onMessage, onError, onEnd, withCredentials = false, events = [], EventSource: EventSourceImpl = globalThis.EventSource } = {},
+  {
+    onMessage,
+    onError,
+    onEnd,
+    withCredentials = false,
+    events = [],
+    EventSource: EventSourceImpl = globalThis.EventSource,
+  } = {},
 ) {
   const source = new EventSourceImpl(url, { withCredentials });
   let finished = false;
@@ -400,7 +408,12 @@ export function follow(
     // CLOSED means it failed the connection (non-200, wrong Content-Type, or 204) for good.
     if (source.readyState === 2) {
       finished = true;
-      onError?.(new Error("the event stream closed and will not reconnect (the server refused it or has nothing more to send)"));
+      onError?.(
+        new Error(
+          "the event stream closed and will not reconnect " +
+            "(the server refused it or has nothing more to send)",
+        ),
+      );
     }
   });
 
@@ -471,8 +484,16 @@ function parseRetryAfter(value) {
   return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
 }
 
+function withCause(summary, cause) {
+  const error = new Error(`${summary}: ${cause.message}`, { cause });
+  if (cause.status !== undefined) error.status = cause.status;
+  return error;
+}
+
 function throwIfAborted(signal) {
-  if (signal?.aborted) throw signal.reason ?? new DOMException("The operation was aborted.", "AbortError");
+  if (signal?.aborted) {
+    throw signal.reason ?? new DOMException("The operation was aborted.", "AbortError");
+  }
 }
 
 function sleep(ms, signal) {
