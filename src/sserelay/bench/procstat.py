@@ -1,0 +1,111 @@
+"""CPU time and memory of other processes, read from /proc (Linux only).
+
+The benchmark charges each relay only for its own process(es): the fake upstream, the load
+generator and this orchestrator run beside it and must not count. /proc/<pid>/stat's
+utime+stime covers all threads of a process, which matters for the threaded Flask baseline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = ["RssSampler", "child_pids", "cpu_seconds", "pids_by_cmdline", "rss_bytes"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by `pids` (dead processes count as 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may contain spaces and parentheses: split after its end.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / _TICKS
+
+
+def rss_bytes(pids: Sequence[int]) -> int:
+    """Resident set size now, summed over `pids`."""
+    total = 0
+    for pid in pids:
+        try:
+            statm = Path(f"/proc/{pid}/statm").read_text().split()
+        except OSError:
+            continue
+        total += int(statm[1]) * _PAGE
+    return total
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (e.g. nginx's workers under its master)."""
+    children: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return children
+    for task in tasks:
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
+
+
+def pids_by_cmdline(*parts: str) -> list[int]:
+    """Processes whose command line contains every one of `parts` (for servers started by
+    code that does not expose their pid, such as the test redis-server)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(part in cmdline for part in parts):
+            found.append(int(entry.name))
+    return found
+
+
+class RssSampler:
+    """Polls the summed RSS of some processes in a thread; `peak` is the largest seen.
+
+    `pids` is a callable so that processes that come and go (workers) are followed.
+    """
+
+    def __init__(self, pids: Callable[[], Sequence[int]], interval: float = 0.02) -> None:
+        self._pids = pids
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self.peak = 0
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_bytes(self._pids()))
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes(self._pids()))
