@@ -1,0 +1,264 @@
+"""Turns raw figures into docs/benchmarks.md: tables, the issue's targets, the machine, a plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sserelay.bench.machine import Machine
+from sserelay.bench.profiles import Load, Profile
+from sserelay.bench.runner import Measurement, TargetResult
+from sserelay.bench.targets import Kind
+
+__all__ = ["Row", "rows_for", "write_report"]
+
+_MIB = 1 << 20
+_KIB_PER_STREAM_LIMIT = 64
+_P99_WITHIN_MS = 2.0
+_NAIVE_FACTOR = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One target under one load, relative to direct and to nginx under the same load."""
+
+    title: str
+    kind: Kind
+    nginx_budget: float | None
+    m: Measurement
+    added_p50_ms: float
+    added_p99_ms: float
+    added_ttft_ms: float
+    x_nginx: float | None
+
+    @property
+    def kib_per_stream(self) -> float | None:
+        if self.m.rss_peak is None or self.m.rss_before is None:
+            return None
+        return max(0, self.m.rss_peak - self.m.rss_before) / self.m.load.streams / 1024
+
+
+def rows_for(results: Sequence[TargetResult], load: Load) -> list[Row]:
+    by_kind = {r.target.kind: _at(r, load) for r in results if _at(r, load) is not None}
+    direct, nginx = by_kind.get(Kind.DIRECT), by_kind.get(Kind.NGINX)
+    nginx_cpu = nginx.cpu_us_per_chunk if nginx else None
+    rows = []
+    for r in results:
+        m = _at(r, load)
+        if m is None:
+            continue
+        lat, ttft = m.result.latency_us, m.result.ttft_ms
+        base_lat = direct.result.latency_us if direct else {"p50": 0.0, "p99": 0.0}
+        base_ttft = direct.result.ttft_ms["p50"] if direct else 0.0
+        cpu = m.cpu_us_per_chunk
+        rows.append(
+            Row(
+                title=r.target.title,
+                kind=r.target.kind,
+                nginx_budget=r.target.nginx_budget,
+                m=m,
+                added_p50_ms=(lat["p50"] - base_lat["p50"]) / 1e3,
+                added_p99_ms=(lat["p99"] - base_lat["p99"]) / 1e3,
+                added_ttft_ms=ttft["p50"] - base_ttft,
+                x_nginx=cpu / nginx_cpu if cpu is not None and nginx_cpu else None,
+            )
+        )
+    return rows
+
+
+def _at(result: TargetResult, load: Load) -> Measurement | None:
+    return next((m for m in result.measurements if m.load == load), None)
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _load_table(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        "| target | relay CPU µs per chunk | x nginx | added latency p50 / p99 (ms) "
+        "| added TTFT p50 (ms) | peak RSS (MiB) | KiB per active stream | streams ok |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        m = row.m
+        direct = row.kind is Kind.DIRECT
+        latency = (
+            f"{m.result.latency_us['p50'] / 1e3:.2f} / {m.result.latency_us['p99'] / 1e3:.2f} "
+            "(absolute)"
+            if direct
+            else f"{row.added_p50_ms:+.2f} / {row.added_p99_ms:+.2f}"
+        )
+        ttft_p50 = m.result.ttft_ms["p50"]
+        ttft = f"{ttft_p50:.2f} (absolute)" if direct else f"{row.added_ttft_ms:+.2f}"
+        cpu = _num(m.cpu_us_per_chunk)
+        if m.helper_cpu_s is not None and m.result.chunks:
+            cpu += f" (+{m.helper_cpu_s / m.result.chunks * 1e6:.1f} redis-server)"
+        lines.append(
+            f"| {row.title} | {cpu} | {_num(row.x_nginx, 2)} | {latency} | {ttft} "
+            f"| {_num(m.rss_peak / _MIB if m.rss_peak else None)} | {_num(row.kib_per_stream)} "
+            f"| {m.result.ok}/{m.result.streams} |"
+        )
+    return lines
+
+
+def _capacity(results: Sequence[TargetResult], profile: Profile) -> list[str]:
+    direct = next((r for r in results if r.target.kind is Kind.DIRECT), None)
+    base = {s.streams: s.p99_us for s in direct.ramp} if direct else {}
+    header = " | ".join(f"K={k}" for k in profile.ramp_streams)
+    lines = [
+        f"| target | largest K with p99 added < {profile.p99_limit_ms:g} ms | {header} |",
+        "|---|---:|" + "---:|" * len(profile.ramp_streams),
+    ]
+    for r in results:
+        if not r.ramp or r.target.kind is Kind.DIRECT:
+            continue
+        cells: list[str] = []
+        for k in profile.ramp_streams:
+            step = next((s for s in r.ramp if s.streams == k), None)
+            if step is None:
+                cells.append("")
+                continue
+            added = (step.p99_us - base.get(k, 0.0)) / 1e3
+            failed = f" ({step.failed} failed)" if step.failed else ""
+            cells.append(f"{added:+.2f}{failed}")
+        passing = [s.streams for s in r.ramp if s.streams in base and not s.failed
+                   and (s.p99_us - base[s.streams]) / 1e3 < profile.p99_limit_ms]  # fmt: skip
+        top = max(passing, default=None)
+        if top is None:
+            verdict = f"< {profile.ramp_streams[0]}"
+        elif top == profile.ramp_streams[-1]:
+            verdict = f"≥ {top}"
+        else:
+            verdict = str(top)
+        lines.append(f"| {r.target.title} | {verdict} | " + " | ".join(cells) + " |")
+    if direct and direct.ramp:
+        absolute = " | ".join(f"{s.p99_us / 1e3:.2f}" for s in direct.ramp)
+        lines.append(f"| (direct: absolute p99 ms) | | {absolute} |")
+    return lines
+
+
+def _targets(results: Sequence[TargetResult], profile: Profile) -> list[str]:
+    """The issue's targets, checked against this run's figures."""
+    lines = ["| target | load | measured | limit | met |", "|---|---|---:|---:|:---:|"]
+    for load in profile.loads:
+        rows = rows_for(results, load)
+        naive = next((r for r in rows if r.kind is Kind.NAIVE), None)
+        for row in rows:
+            if row.kind is not Kind.SSERELAY:
+                continue
+            cpu = row.m.cpu_us_per_chunk
+            if row.nginx_budget is not None and row.x_nginx is not None:
+                ok = row.x_nginx <= row.nginx_budget
+                lines.append(
+                    f"| {row.title}: CPU per chunk vs nginx | {load.label} | {row.x_nginx:.2f}x "
+                    f"| ≤ {row.nginx_budget:g}x | {'yes' if ok else 'no'} |"
+                )
+            naive_cpu = naive.m.cpu_us_per_chunk if naive else None
+            if cpu and naive_cpu:
+                ratio = naive_cpu / cpu
+                lines.append(
+                    f"| {row.title}: CPU per chunk vs naive | {load.label} | {ratio:.1f}x less "
+                    f"| ≥ {_NAIVE_FACTOR}x less | {'yes' if ratio >= _NAIVE_FACTOR else 'no'} |"
+                )
+            kib = row.kib_per_stream
+            if kib is not None:
+                lines.append(
+                    f"| {row.title}: memory per active stream | {load.label} | {kib:.1f} KiB "
+                    f"| ≤ {_KIB_PER_STREAM_LIMIT} KiB "
+                    f"| {'yes' if kib <= _KIB_PER_STREAM_LIMIT else 'no'} |"
+                )
+            if load is profile.loads[-1]:
+                ok = row.added_p99_ms <= _P99_WITHIN_MS
+                lines.append(
+                    f"| {row.title}: p99 added latency | {load.label} | {row.added_p99_ms:+.2f} ms "
+                    f"| ≤ {_P99_WITHIN_MS:g} ms | {'yes' if ok else 'no'} |"
+                )
+    return lines
+
+
+def _machine(machine: Machine) -> str:
+    return (
+        f"{machine.cores} cores ({machine.cpu}), {machine.ram_gib:.0f} GiB RAM, "
+        f"Linux {machine.kernel}, Python {machine.python}, nginx {machine.nginx or 'absent'}; "
+        f"run {machine.date}"
+    )
+
+
+def render(
+    results: Sequence[TargetResult],
+    profile_name: str,
+    profile: Profile,
+    machine: Machine,
+    plot: str | None,
+) -> str:
+    out = [
+        "# Benchmarks",
+        "",
+        f"`make bench` (`python -m sserelay.bench --profile {profile_name}`). Machine: "
+        f"{_machine(machine)}.",
+        "",
+        "**The machine is shared** with other engineers' test runs: absolute figures drift "
+        "from run to run; compare rows within one run (the ratios to nginx are what the "
+        "targets are stated in).",
+        "",
+        "How it measures: a fake OpenAI upstream (its own process) sends each token as its "
+        "send time (`time.time_ns()`); a load generator (its own process, asyncio + aiohttp) "
+        "opens K streams at once and takes, per token, receive time minus that stamp. *Added* "
+        "latency and time to first token are a target's percentile minus the direct run's "
+        "under the same load. Relay CPU is utime+stime from `/proc/<pid>/stat` of the relay's "
+        "own process(es) only (nginx: its worker; sserelay and the Flask baseline: the server "
+        "process) across the run, divided by the tokens delivered; the fake upstream, the load "
+        "generator and redis-server are never counted (redis-server's share is shown beside "
+        "the Redis rows). Memory per stream is (peak RSS under load - RSS before) / K. Each "
+        "target runs in a fresh process per load, after a 2-stream warm-up. The naive "
+        "baseline is `sserelay.bench.naive_relay`: the tutorial's Flask code on the openai "
+        "SDK, served by `flask run --with-threads` (werkzeug, a thread per request), as the "
+        "tutorial serves it.",
+        "",
+    ]
+    if plot:
+        out += [f"![relay CPU per chunk and p99 added latency per target]({plot})", ""]
+    for load in profile.loads:
+        out += [f"## {load.label}", "", *_load_table(rows_for(results, load)), ""]
+    out += [
+        f"## Capacity: largest K with p99 added latency under {profile.p99_limit_ms:g} ms",
+        "",
+        f"Streams of {profile.ramp_tokens} tokens at {profile.ramp_rate:g} tokens/s; K rises "
+        "until a step passes the limit or a stream fails (cells: p99 added latency in ms). "
+        f"The search stops at {profile.ramp_streams[-1]}: past that the fake upstream and the "
+        "load generator, Python on the same cores, saturate before the relays do.",
+        "",
+        *_capacity(results, profile),
+        "",
+        "## Against the issue's targets",
+        "",
+        *_targets(results, profile),
+        "",
+    ]
+    missing = [r for r in results if r.unavailable]
+    if missing:
+        out += ["## Not measured in this run", ""]
+        out += [f"- {r.target.title}: {r.unavailable}" for r in missing]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def write_report(
+    results: Sequence[TargetResult],
+    profile_name: str,
+    profile: Profile,
+    machine: Machine,
+    out_dir: Path,
+) -> Path:
+    """Write benchmarks.md (and benchmarks.png when matplotlib is installed) into out_dir."""
+    from sserelay.bench.plot import write_plot
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot = write_plot(results, profile, out_dir / "benchmarks.png")
+    path = out_dir / "benchmarks.md"
+    text = render(results, profile_name, profile, machine, plot.name if plot else None)
+    if plot is None:
+        text += "\n(No plot: matplotlib is not installed.)\n"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,208 @@
+"""Runs the benchmark: each target under each load, then a capacity ramp; returns raw figures.
+
+The orchestrator only starts processes and reads /proc; the load comes from a separate
+load-generator process, so none of the three (orchestrator, load generator, fake upstream)
+is ever charged to the relay under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sserelay.bench.loadgen import LoadResult, RequestSpec
+from sserelay.bench.procstat import RssSampler, cpu_seconds, rss_bytes
+from sserelay.bench.profiles import Load, Profile
+from sserelay.bench.targets import BenchEnv, Kind, Running, Target, TargetUnavailable, launch
+from sserelay.testing.procs import ServerProcess
+
+__all__ = ["Measurement", "RampStep", "TargetResult", "run_benchmark"]
+
+# A tiny load that opens connections and warms caches before anything is measured; a target
+# that cannot serve it is reported unavailable (e.g. an endpoint that does not exist yet).
+_WARM_UP = Load(streams=2, tokens=3, rate=100)
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    load: Load
+    result: LoadResult
+    cpu_s: float | None  # the relay's own processes; None for direct (there is no relay)
+    helper_cpu_s: float | None  # e.g. redis-server, which the relay makes work
+    rss_before: int | None
+    rss_peak: int | None
+
+    @property
+    def cpu_us_per_chunk(self) -> float | None:
+        if self.cpu_s is None or not self.result.chunks:
+            return None
+        return self.cpu_s / self.result.chunks * 1e6
+
+    @property
+    def failed(self) -> int:
+        return self.result.streams - self.result.ok
+
+
+@dataclass(frozen=True, slots=True)
+class RampStep:
+    streams: int
+    p99_us: float
+    failed: int
+
+
+@dataclass(slots=True)
+class TargetResult:
+    target: Target
+    unavailable: str | None = None
+    measurements: list[Measurement] = field(default_factory=list)
+    ramp: list[RampStep] = field(default_factory=list)
+
+
+def _raise_fd_limit() -> None:
+    # Each stream costs the relay two sockets; children inherit the raised limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run_loadgen(spec: RequestSpec, streams: int, tokens: int, timeout: float) -> LoadResult:
+    argv = [
+        sys.executable, "-m", "sserelay.bench.loadgen",
+        "--spec", json.dumps(dataclasses.asdict(spec)),
+        "--streams", str(streams), "--tokens", str(tokens), "--timeout", f"{timeout:g}",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{done.stderr[-3000:]}")
+    return LoadResult.from_json(json.loads(done.stdout))
+
+
+def _warm_up(target: Target, running: Running) -> None:
+    spec = target.request(running.url, _WARM_UP)
+    result = run_loadgen(spec, _WARM_UP.streams, _WARM_UP.tokens, _WARM_UP.timeout)
+    if result.ok != result.streams:
+        reason = "; ".join(result.errors) or "streams did not complete"
+        raise TargetUnavailable(f"not yet available ({reason})")
+
+
+def measure(target: Target, running: Running, load: Load) -> Measurement:
+    spec = target.request(running.url, load)
+    charged = running.pids()
+    rss_before = rss_bytes(charged) if charged else None
+    cpu_before, helper_before = cpu_seconds(charged), cpu_seconds(running.helper_pids())
+    with RssSampler(running.pids) as rss:
+        result = run_loadgen(spec, load.streams, load.tokens, load.timeout)
+    cpu = cpu_seconds(running.pids()) - cpu_before
+    helpers = running.helper_pids()
+    helper_cpu = cpu_seconds(helpers) - helper_before
+    return Measurement(
+        load=load,
+        result=result,
+        cpu_s=cpu if charged else None,
+        helper_cpu_s=helper_cpu if helpers else None,
+        rss_before=rss_before,
+        rss_peak=rss.peak if charged else None,
+    )
+
+
+def _median_run(samples: Sequence[Measurement]) -> Measurement:
+    """The repetition with the median CPU figure (latency comes along with it, unmixed)."""
+    if len(samples) == 1 or samples[0].cpu_s is None:
+        return samples[0]
+    ranked = sorted(samples, key=lambda m: m.cpu_s or 0.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _ramp(
+    target: Target,
+    running: Running,
+    profile: Profile,
+    direct: dict[int, float],
+    log: Log,
+) -> list[RampStep]:
+    """Raise K until p99 added latency (vs direct at the same K) passes the limit."""
+    steps: list[RampStep] = []
+    for streams in profile.ramp_streams:
+        load = Load(streams, profile.ramp_tokens, profile.ramp_rate)
+        result = run_loadgen(target.request(running.url, load), streams, load.tokens, load.timeout)
+        step = RampStep(streams, result.latency_us["p99"], result.streams - result.ok)
+        steps.append(step)
+        added_ms = (step.p99_us - direct.get(streams, 0.0)) / 1e3
+        log(f"  ramp {streams:>5} streams: p99 added {added_ms:8.2f} ms, {step.failed} failed")
+        if target.kind is not Kind.DIRECT and (step.failed or added_ms >= profile.p99_limit_ms):
+            break  # bounded: once over the limit, larger K only takes longer to say so
+    return steps
+
+
+def _run_target(
+    target: Target, env: BenchEnv, profile: Profile, direct_ramp: dict[int, float], log: Log
+) -> TargetResult:
+    outcome = TargetResult(target)
+    ramp: list[RampStep] = []
+    try:
+        for index, load in enumerate(profile.loads):
+            samples = []
+            for repeat in range(profile.repeats):
+                with launch(target, env) as running:
+                    _warm_up(target, running)
+                    samples.append(measure(target, running, load))
+                    log(_describe(target, samples[-1]))
+                    if index == len(profile.loads) - 1 and repeat == profile.repeats - 1:
+                        # The ramp measures no memory, so it can reuse the last process.
+                        ramp = _ramp(target, running, profile, direct_ramp, log)
+            outcome.measurements.append(_median_run(samples))
+        outcome.ramp = ramp
+    except TargetUnavailable as exc:
+        outcome.unavailable = str(exc)
+        log(f"{target.title}: {exc}")
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        # One broken target must not cost the whole run: report it and go on.
+        outcome.unavailable = f"failed during the run: {str(exc)[-500:]}"
+        log(f"{target.title}: {outcome.unavailable}")
+    return outcome
+
+
+def _describe(target: Target, m: Measurement) -> str:
+    cpu = m.cpu_us_per_chunk
+    cpu_text = "—" if cpu is None else f"{cpu:.1f} µs/chunk"
+    lat = m.result.latency_us
+    return (
+        f"{target.title} | {m.load.label}: {cpu_text}, latency p50 {lat['p50'] / 1e3:.2f} ms"
+        f" p99 {lat['p99'] / 1e3:.2f} ms, {m.result.ok}/{m.result.streams} streams ok"
+    )
+
+
+def run_benchmark(profile: Profile, targets: Sequence[Target], log: Log) -> list[TargetResult]:
+    """Start the fake upstream, then run every target in turn; direct must be first."""
+    if not targets or targets[0].kind is not Kind.DIRECT:
+        raise ValueError("the direct target must come first: the others are measured against it")
+    _raise_fd_limit()
+    started = time.monotonic()
+
+    def timed_log(message: str) -> None:
+        log(f"[{time.monotonic() - started:6.1f}s] {message}")
+
+    results: list[TargetResult] = []
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(
+            ServerProcess([sys.executable, "-m", "sserelay.testing.fake_upstream",
+                           "--port", "{port}"])
+        )  # fmt: skip
+        env = BenchEnv(upstream, stack)
+        direct_ramp: dict[int, float] = {}
+        for target in targets:
+            outcome = _run_target(target, env, profile, direct_ramp, timed_log)
+            if target.kind is Kind.DIRECT:
+                direct_ramp = {s.streams: s.p99_us for s in outcome.ramp}
+            results.append(outcome)
+    timed_log(f"done; median of {profile.repeats} run(s) per load")
+    return results
