@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from sserelay.testing.procs import ServerProcess
+from sserelay.testing.redis_server import RedisServer
 
 # A made-up provider key: tests check it reaches the upstream and nothing else.
 PROVIDER_KEY = "sk-test-PROVIDERKEY0123456789abcdef"
@@ -72,3 +73,10 @@ def relay(upstream: Upstream) -> Iterator[ServerProcess]:
 def client(relay: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=relay.url, timeout=30) as http_client:
         yield http_client
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway redis-server on a free port (never the machine's own on 6379)."""
+    with RedisServer() as server:
+        yield server

@@ -17,7 +17,11 @@ def _serve(args: argparse.Namespace) -> int:
     from sserelay.web.app import create_app
 
     settings = Settings.from_env(
-        host=args.host, port=args.port, cors_origins=tuple(args.cors_origin) or None
+        host=args.host,
+        port=args.port,
+        cors_origins=tuple(args.cors_origin) or None,
+        redis_url=args.redis,
+        retention=args.retention,
     )
     local: LocalModel | None = None
     if settings.use_local_model:
@@ -43,6 +47,15 @@ def _serve(args: argparse.Namespace) -> int:
         f"{settings.completion_model!r}",
         flush=True,
     )
+    log_desc = (
+        f"Redis Streams ({_without_password(settings.redis_url)})"
+        if settings.redis_url
+        else "memory"
+    )
+    print(
+        f"sserelay: stream log: {log_desc}, finished streams kept {settings.retention:g} s",
+        flush=True,
+    )
     print(f"sserelay: serving on http://{settings.host}:{settings.port}/", flush=True)
     try:
         uvicorn.run(
@@ -60,6 +73,15 @@ def _serve(args: argparse.Namespace) -> int:
         if local is not None:
             local.stop()
     return 0
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, "***")
+    return url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="an origin (e.g. https://app.example.com) whose pages may call "
         "sserelay from a browser; repeat for several. Default: same origin only",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="keep streams in Redis Streams at URL (e.g. redis://127.0.0.1:6379/0) "
+        "so several sserelay instances share them: a stream started on one can "
+        "be followed and resumed on any. Default: in this process's memory",
+    )
+    serve.add_argument(
+        "--retention",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a finished stream stays replayable for late followers "
+        "and resuming clients (default: 600)",
     )
     serve.set_defaults(func=_serve)
     return parser

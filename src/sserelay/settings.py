@@ -28,6 +28,9 @@ class Settings:
     max_prompt_chars: int = 32_000
     max_body_bytes: int = 1 << 20
     connect_timeout: float = 10.0
+    # Stream log: in memory unless a Redis URL is given (then shared by all instances).
+    redis_url: str | None = None
+    retention: float = 600.0
     # No key and no explicit base URL: run the embedded SmolLM2 model.
     use_local_model: bool = False
 
@@ -48,6 +51,8 @@ class Settings:
         }
         if use_local:
             values["chat_model"] = values["completion_model"] = LOCAL_MODEL_NAME
+        if env.get("SSERELAY_REDIS_URL"):
+            values["redis_url"] = env["SSERELAY_REDIS_URL"]
         if "SSERELAY_CHAT_MODEL" in env:
             values["chat_model"] = env["SSERELAY_CHAT_MODEL"]
         if "SSERELAY_COMPLETION_MODEL" in env:

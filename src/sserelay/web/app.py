@@ -15,10 +15,12 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sserelay.relay.generation import Generations
 from sserelay.settings import Settings
+from sserelay.streams import MemoryStreamLog, StreamLog
 from sserelay.upstream.errors import UpstreamError
 from sserelay.upstream.openai_client import OpenAIUpstream
-from sserelay.web import article
+from sserelay.web import article, streams_api
 from sserelay.web.errors import (
     RequestError,
     handle_http_exception,
@@ -34,6 +36,14 @@ async def page(request: Request) -> Response:
     return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
 
 
+def make_stream_log(settings: Settings) -> StreamLog:
+    if settings.redis_url:
+        from sserelay.streams import RedisStreamLog
+
+        return RedisStreamLog(settings.redis_url, retention=settings.retention)
+    return MemoryStreamLog(retention=settings.retention)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build sserelay's ASGI app; `settings` default to the environment's."""
     settings = settings or Settings.from_env()
@@ -41,11 +51,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.openai_base_url, settings.openai_api_key, connect_timeout=settings.connect_timeout
     )
 
+    stream_log = make_stream_log(settings)
+    generations = Generations(stream_log)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await generations.aclose()
+            await stream_log.aclose()
             await upstream.aclose()
 
     routes = [
@@ -53,6 +68,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/completion", article.completion, methods=["GET"]),
         Route("/completionChat", article.completion_chat, methods=["GET"]),
         Route("/completions/chat", article.completions_chat_post, methods=["POST"]),
+        Route("/v1/streams", streams_api.create_stream, methods=["POST"]),
+        Route("/v1/streams/{stream_id}", streams_api.follow_stream, methods=["GET"]),
+        Route("/v1/streams/{stream_id}", streams_api.stop_stream, methods=["DELETE"]),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
     middleware = [
@@ -61,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Last-Event-ID"],
             expose_headers=["X-Sserelay-Stream"],
         )
@@ -79,4 +97,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.upstream = upstream
+    app.state.generations = generations
     return app

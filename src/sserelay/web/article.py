@@ -3,14 +3,14 @@
 `GET /completion`, `GET /completionChat` and `POST /completions/chat` relay the model's text
 itself as each event's data, as the tutorial does, but encoded so that no token can forge an
 event (multi-line `data:` fields), every stream ends with `data: [DONE]`, failures after the
-first byte end with a typed `event: error`, and every event carries an id: a browser that
-reconnects after the end sends `Last-Event-ID`, and gets 204 (stop) instead of a second
-completion.
+first byte end with a typed `event: error`, and every event carries an id `<stream>:<seq>`.
+The generation is written into the stream log, so a browser that reconnects with
+`Last-Event-ID` resumes exactly where it was, and after the end gets 204 (stop) instead
+of a second completion.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,13 +18,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sserelay.codec import encode_event
+from sserelay.codec import DONE, encode_event
+from sserelay.relay.generation import POLICIES, Generations, Outcome, Policy
 from sserelay.relay.openai_text import END_MARKER, Kind, text_deltas
 from sserelay.settings import Settings
+from sserelay.streams import Ending
 from sserelay.upstream.errors import UpstreamError
 from sserelay.upstream.openai_client import OpenAIUpstream, UpstreamStream
 from sserelay.web.errors import RequestError
-from sserelay.web.event_stream import EventStreamResponse
+from sserelay.web.follow import follow_response, requested_resume, resume_response
 
 _ROLES = frozenset({"system", "user", "assistant", "developer"})
 
@@ -44,7 +46,7 @@ async def completions_chat_post(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     body = await read_json_body(request, settings.max_body_bytes)
     if "messages" in body:
-        messages = _validate_messages(body["messages"], settings.max_prompt_chars)
+        messages = validate_messages(body["messages"], settings.max_prompt_chars)
     elif "prompt" in body:
         messages = [{"role": "user", "content": _validate_prompt(body["prompt"], settings)}]
     else:
@@ -91,7 +93,7 @@ def _validate_prompt(prompt: object, settings: Settings) -> str:
     return prompt
 
 
-def _validate_messages(messages: object, max_chars: int) -> list[dict[str, str]]:
+def validate_messages(messages: object, max_chars: int) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
         raise RequestError(400, 'The "messages" must be a non-empty list.')
     total = 0
@@ -115,15 +117,21 @@ def _validate_messages(messages: object, max_chars: int) -> list[dict[str, str]]
     return clean
 
 
-def _resuming(request: Request) -> bool:
-    return bool(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
+def disconnect_policy(request: Request, default: Policy) -> Policy:
+    value = request.query_params.get("disconnect", default)
+    if value not in POLICIES:
+        raise RequestError(400, f'"disconnect" must be one of {", ".join(POLICIES)}.')
+    return value
 
 
 async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -> Response:
-    if _resuming(request):
-        # WHATWG: EventSource reconnects even after a clean end, with Last-Event-ID.
-        # 204 tells it to stop; running the prompt again would pay twice for another answer.
-        return Response(status_code=204)
+    generations: Generations = request.app.state.generations
+    last_event_id = requested_resume(request)
+    if last_event_id:
+        # WHATWG: EventSource reconnects even after a clean end, with Last-Event-ID. Resume
+        # from the log, or 204 to stop it; never run the prompt again.
+        return await resume_response(generations, last_event_id)
+    policy = disconnect_policy(request, "cancel")
     settings: Settings = request.app.state.settings
     upstream: OpenAIUpstream = request.app.state.upstream
     if kind == "chat":
@@ -138,37 +146,37 @@ async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -
     stream = upstream.stream(path, payload)
     # Opening the upstream before answering lets an early failure keep a real HTTP status.
     await stream.__aenter__()
-    stream_id = secrets.token_urlsafe(9)
 
-    async def close() -> None:
-        await stream.__aexit__(None, None, None)
+    def produce(outcome: Outcome) -> AsyncIterator[bytes]:
+        return article_payloads(stream, kind, upstream, outcome)
 
-    return EventStreamResponse(
-        article_events(stream, kind, stream_id, upstream),
-        headers={"x-sserelay-stream": stream_id},
-        on_close=close,
-    )
+    stream_id = await generations.start(produce, article_stop, policy=policy)
+    return follow_response(generations, stream_id, 0)
 
 
-async def article_events(
-    stream: UpstreamStream, kind: Kind, stream_id: str, upstream: OpenAIUpstream
+async def article_payloads(
+    stream: UpstreamStream, kind: Kind, upstream: OpenAIUpstream, outcome: Outcome
 ) -> AsyncIterator[bytes]:
-    """The article's wire format: text as data, typed error ending, `[DONE]` last, with ids."""
-    seq = 0
-    prefix = stream_id + ":"
+    """The article's wire format: text as data, a typed error ending, `[DONE]` last."""
     try:
         async for text in text_deltas(stream.events(), kind, upstream.redact):
-            seq += 1
+            outcome.completion_chunks += 1
             if text == END_MARKER:
                 # A token that is exactly "[DONE]" would read as the end marker: send it as
                 # two events, which concatenate to the same text.
-                yield encode_event("[DONE", id=f"{prefix}{seq}")
-                seq += 1
+                yield encode_event("[DONE")
                 text = "]"
-            yield encode_event(text, id=prefix + str(seq))
+            yield encode_event(text)
     except UpstreamError as exc:
-        seq += 1
+        outcome.ending = Ending(exc.ending)
         error = {"error": {"message": exc.message, "code": exc.code, "ending": exc.ending}}
-        yield encode_event(orjson.dumps(error).decode(), event="error", id=f"{prefix}{seq}")
-    seq += 1
-    yield encode_event(END_MARKER, id=f"{prefix}{seq}")
+        yield encode_event(orjson.dumps(error).decode(), event="error")
+    finally:
+        await stream.__aexit__(None, None, None)
+    yield DONE
+
+
+def article_stop(outcome: Outcome) -> list[bytes]:
+    """Stopped on purpose (DELETE /v1/streams/{id}, or the reader left): say so, then end."""
+    ending = {"ending": "cancelled", "completion_chunks": outcome.completion_chunks}
+    return [encode_event(orjson.dumps(ending).decode(), event="cancelled"), DONE]

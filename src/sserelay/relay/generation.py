@@ -1,0 +1,131 @@
+"""Generations: one upstream request per stream, written into the stream log, followed by
+any number of clients.
+
+The generation runs as its own task, so what happens to it when readers leave is a policy,
+not an accident of the HTTP server (issue "Streams that survive the network"):
+
+- ``cancel``: stop the upstream as soon as nobody on this instance follows;
+- ``continue``: finish and keep the stream for resume (the default for /v1/streams);
+- ``drain``: finish, but only so usage is recorded; same as ``continue`` for the log.
+
+Every payload a client will see, including the typed ending and the end marker, is a log
+entry, so a resumed or late follower gets byte-for-byte what the first one got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sserelay.streams import Ending, StreamLog, StreamLogError, new_stream_id
+
+Policy = Literal["cancel", "continue", "drain"]
+POLICIES: tuple[Policy, ...] = ("cancel", "continue", "drain")
+
+log = logging.getLogger("sserelay.generation")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Set by a payload producer as it goes: how the stream ended, and tokens relayed."""
+
+    ending: Ending = Ending.DONE
+    completion_chunks: int = 0
+
+
+# Given the Outcome to fill in, yields the stream's payloads (SSE event bytes without id),
+# ending and end marker included.
+Producer = Callable[[Outcome], AsyncIterator[bytes]]
+# The payloads that end a stream stopped on purpose (DELETE or nobody left to read).
+Stopper = Callable[[Outcome], list[bytes]]
+
+
+@dataclass(slots=True)
+class _Running:
+    task: asyncio.Task[None]
+    policy: Policy
+    followers: int = 0
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+class Generations:
+    """Starts generations into `log` and tracks this instance's followers of them."""
+
+    def __init__(self, log: StreamLog) -> None:
+        self.log = log
+        self._running: dict[str, _Running] = {}
+
+    async def start(
+        self,
+        produce: Producer,
+        stop: Stopper,
+        *,
+        policy: Policy,
+        on_finish: Callable[[], object] | None = None,
+    ) -> str:
+        stream_id = new_stream_id()
+        await self.log.create(stream_id)
+        outcome = Outcome()
+        task = asyncio.get_running_loop().create_task(
+            self._run(stream_id, produce, stop, outcome, on_finish)
+        )
+        self._running[stream_id] = _Running(task, policy, outcome=outcome)
+        return stream_id
+
+    def add_follower(self, stream_id: str) -> None:
+        """A client on this instance reads `stream_id` (pair with `remove_follower`)."""
+        running = self._running.get(stream_id)
+        if running is not None:
+            running.followers += 1
+
+    def remove_follower(self, stream_id: str) -> None:
+        running = self._running.get(stream_id)
+        if running is not None:
+            running.followers -= 1
+            if running.followers <= 0 and running.policy == "cancel":
+                running.task.cancel()
+
+    async def aclose(self) -> None:
+        tasks = [r.task for r in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(
+        self,
+        stream_id: str,
+        produce: Producer,
+        stop: Stopper,
+        outcome: Outcome,
+        on_finish: Callable[[], object] | None,
+    ) -> None:
+        append = self.log.append
+        cancel_wait = asyncio.ensure_future(self.log.wait_for_cancel(stream_id))
+        me = asyncio.current_task()
+        assert me is not None
+        cancel_wait.add_done_callback(lambda f: None if f.cancelled() else me.cancel())
+        payloads = produce(outcome)
+        try:
+            async for payload in payloads:
+                await append(stream_id, payload)
+        except asyncio.CancelledError:
+            # Stopped on purpose: DELETE, or the last follower left under ``cancel``.
+            outcome.ending = Ending.CANCELLED
+            with contextlib.suppress(StreamLogError):
+                for payload in stop(outcome):
+                    await append(stream_id, payload)
+        except StreamLogError:
+            log.warning("stream %s: the log refused an append; ending it", stream_id)
+            outcome.ending = Ending.TRUNCATED
+        finally:
+            await payloads.aclose()  # type: ignore[attr-defined]
+            cancel_wait.cancel()
+            self._running.pop(stream_id, None)
+            with contextlib.suppress(StreamLogError):
+                await self.log.end(stream_id, outcome.ending)
+            if on_finish is not None:
+                on_finish()

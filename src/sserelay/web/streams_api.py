@@ -1,0 +1,120 @@
+"""/v1/streams: start a generation, follow it from anywhere, stop it.
+
+`POST /v1/streams` takes a chat request (as for /v1/chat/completions), starts the
+generation and answers `{"id", "url"}`. `GET /v1/streams/{id}` follows it as SSE, resuming
+strictly after `Last-Event-ID` (or `?last_event_id=`); any number of clients may follow.
+`DELETE /v1/streams/{id}` stops it: every follower gets finish_reason "cancelled", the usage
+so far, and `[DONE]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from sserelay.relay.chat_stream import chat_payloads, chat_stop
+from sserelay.relay.generation import Generations, Outcome
+from sserelay.settings import Settings
+from sserelay.streams import parse_event_id, validate_stream_id
+from sserelay.upstream.openai_client import OpenAIUpstream
+from sserelay.web.article import disconnect_policy, read_json_body, validate_messages
+from sserelay.web.errors import RequestError
+from sserelay.web.follow import follow_response, requested_resume, resume_response
+
+# Sampling parameters passed through as given; anything else in the body is refused, so a
+# client cannot reach upstream features sserelay has not been told about.
+_PASSED = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "max_tokens",
+        "max_completion_tokens",
+    }
+)
+_OURS = frozenset({"model", "messages", "stream", "disconnect"})
+MAX_TOKENS_CAP = 4096
+
+
+async def create_stream(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    generations: Generations = request.app.state.generations
+    upstream: OpenAIUpstream = request.app.state.upstream
+    body = await read_json_body(request, settings.max_body_bytes)
+    if "messages" not in body:
+        raise RequestError(400, 'The JSON body needs a "messages" list, as for chat completions.')
+    messages = validate_messages(body["messages"], settings.max_prompt_chars)
+    model = body.get("model", settings.chat_model)
+    if model != settings.chat_model:
+        raise RequestError(
+            400,
+            f"The model {model!r} is not available here; use {settings.chat_model!r}.",
+            code="model_not_found",
+        )
+    unknown = sorted(set(body) - _PASSED - _OURS)
+    if unknown:
+        raise RequestError(400, f"These parameters are not accepted: {', '.join(unknown)}.")
+    request_body: dict[str, Any] = {k: body[k] for k in _PASSED if k in body}
+    for cap in ("max_tokens", "max_completion_tokens"):
+        if cap in request_body:
+            if not isinstance(request_body[cap], int) or request_body[cap] < 1:
+                raise RequestError(400, f'"{cap}" must be a positive integer.')
+            request_body[cap] = min(request_body[cap], MAX_TOKENS_CAP)
+    request_body.update(
+        model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    policy = body.get("disconnect", disconnect_policy(request, "continue"))
+    if policy not in ("cancel", "continue", "drain"):
+        raise RequestError(400, '"disconnect" must be one of cancel, continue, drain.')
+    stream = upstream.stream("/chat/completions", request_body)
+    await stream.__aenter__()
+
+    def produce(outcome: Outcome) -> AsyncIterator[bytes]:
+        return chat_payloads(stream, upstream, outcome)
+
+    stream_id = await generations.start(produce, chat_stop, policy=policy)
+    url = f"/v1/streams/{stream_id}"
+    return JSONResponse({"id": stream_id, "url": url}, status_code=201, headers={"Location": url})
+
+
+async def follow_stream(request: Request) -> Response:
+    generations: Generations = request.app.state.generations
+    stream_id = _stream_id(request)
+    last_event_id = requested_resume(request)
+    if last_event_id:
+        parsed = parse_event_id(last_event_id)
+        if parsed is not None and parsed[0] == stream_id:
+            return await resume_response(generations, last_event_id)
+    if await generations.log.status(stream_id) is None:
+        raise RequestError(
+            404, f"There is no stream {stream_id!r} (or it has expired).", code="stream_not_found"
+        )
+    return follow_response(generations, stream_id, 0)
+
+
+async def stop_stream(request: Request) -> Response:
+    generations: Generations = request.app.state.generations
+    stream_id = _stream_id(request)
+    info = await generations.log.status(stream_id)
+    if info is None:
+        raise RequestError(
+            404, f"There is no stream {stream_id!r} (or it has expired).", code="stream_not_found"
+        )
+    if not info.live:
+        return JSONResponse({"id": stream_id, "status": "ended", "ending": str(info.ending)})
+    await generations.log.request_cancel(stream_id)
+    return JSONResponse({"id": stream_id, "status": "cancelling"}, status_code=202)
+
+
+def _stream_id(request: Request) -> str:
+    raw = str(request.path_params["stream_id"])
+    try:
+        return validate_stream_id(raw)
+    except ValueError:
+        raise RequestError(404, "That is not a stream id.", code="stream_not_found") from None
