@@ -129,8 +129,14 @@ async def _one_stream(
 
 
 async def _guarded(
-    session: aiohttp.ClientSession, spec: RequestSpec, tokens: int, tally: _Tally, timeout: float
+    session: aiohttp.ClientSession,
+    spec: RequestSpec,
+    tokens: int,
+    tally: _Tally,
+    timeout: float,
+    delay: float,
 ) -> None:
+    await asyncio.sleep(delay)
     try:
         async with asyncio.timeout(timeout):
             await _one_stream(session, spec, tokens, tally)
@@ -140,8 +146,16 @@ async def _guarded(
         tally.errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
 
 
-async def run_load(spec: RequestSpec, streams: int, tokens: int, timeout: float) -> LoadResult:
-    """Open `streams` streams at once, read each to its end, and summarise."""
+async def run_load(
+    spec: RequestSpec, streams: int, tokens: int, timeout: float, spread: float = 0.0
+) -> LoadResult:
+    """Open `streams` streams, their starts spread evenly over `spread` seconds, read each to
+    its end, and summarise.
+
+    Spreading the starts over one token interval gives the streams independent phases, as
+    separate users' streams have. Started in the same instant, K paced streams would send
+    their tokens in synchronised bursts of K, and every hop would queue whole bursts: a
+    harness artefact that no real upstream produces."""
     tally = _Tally()
     cpu, wall = time.process_time(), time.perf_counter()
     # No pool limit: every stream holds its own connection, as browsers' EventSources do.
@@ -150,7 +164,10 @@ async def run_load(spec: RequestSpec, streams: int, tokens: int, timeout: float)
         connector=connector, timeout=aiohttp.ClientTimeout(total=None)
     ) as session:
         await asyncio.gather(
-            *(_guarded(session, spec, tokens, tally, timeout) for _ in range(streams))
+            *(
+                _guarded(session, spec, tokens, tally, timeout, spread * i / streams)
+                for i in range(streams)
+            )
         )
     latencies = sorted(tally.latencies_ns)
     ttfts = sorted(tally.ttfts_ns)
@@ -175,9 +192,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, required=True)
     parser.add_argument("--tokens", type=int, required=True, help="stamped tokens per stream")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per stream")
-    args = parser.parse_args(argv)
+    parser.add_argument("--spread", type=float, default=0.0,
+                        help="seconds over which the stream starts are spread evenly")
+    args = parser.parse_args(argv)  # fmt: skip
     spec = RequestSpec(**json.loads(args.spec))
-    result = uvloop.run(run_load(spec, args.streams, args.tokens, args.timeout))
+    result = uvloop.run(run_load(spec, args.streams, args.tokens, args.timeout, args.spread))
     print(orjson.dumps(dataclasses.asdict(result)).decode())
 
 

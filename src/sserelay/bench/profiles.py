@@ -25,6 +25,12 @@ class Load:
         return f"tokens={self.tokens}; rate={self.rate:g}; stamp=1"
 
     @property
+    def spread(self) -> float:
+        """Seconds over which the streams' starts are spread: one token interval, so that
+        their tokens interleave instead of arriving in bursts of K (see loadgen.run_load)."""
+        return 1 / self.rate
+
+    @property
     def timeout(self) -> float:
         """Seconds one stream may take: its own duration, plus slack for a saturated relay."""
         return self.tokens / self.rate * 3 + 30

@@ -112,20 +112,10 @@ class Running:
 
 
 class BenchEnv:
-    """What all targets share: the upstream, and a redis-server started on first need."""
+    """What all targets share: the fake upstream."""
 
-    def __init__(self, upstream: ServerProcess, stack: contextlib.ExitStack) -> None:
+    def __init__(self, upstream: ServerProcess) -> None:
         self.upstream = upstream
-        self._stack = stack
-        self._redis: RedisServer | None = None
-
-    def redis(self) -> RedisServer:
-        if self._redis is None:
-            try:
-                self._redis = self._stack.enter_context(RedisServer())
-            except RedisServerError as exc:
-                raise TargetUnavailable(f"no redis-server: {exc}") from None
-        return self._redis
 
     def relay_env(self) -> dict[str, str]:
         return {
@@ -143,15 +133,22 @@ def _serve_help() -> str:
     return done.stdout
 
 
-def _relay_argv(target: Target, env: BenchEnv) -> list[str]:
+def _relay_argv(target: Target, redis_url: str | None) -> list[str]:
     args: list[str] = []
     for arg in target.relay_args:
         if arg.startswith("--") and arg.split("=")[0] not in _serve_help():
             raise TargetUnavailable(f"`sserelay serve` has no {arg} option yet")
-        if "{redis}" in arg:
-            arg = arg.replace("{redis}", env.redis().url)
+        if "{redis}" in arg and redis_url is not None:
+            arg = arg.replace("{redis}", redis_url)
         args.append(arg)
     return [sys.executable, "-m", "sserelay.cli", "serve", "--port", "{port}", *args]
+
+
+def _start_redis(stack: contextlib.ExitStack) -> RedisServer:
+    try:
+        return stack.enter_context(RedisServer())
+    except RedisServerError as exc:
+        raise TargetUnavailable(f"no redis-server: {exc}") from None
 
 
 def _started(server: ServerProcess) -> ServerProcess:
@@ -176,21 +173,25 @@ def launch(target: Target, env: BenchEnv) -> Iterator[Running]:
         except NginxUnavailable as exc:
             raise TargetUnavailable(str(exc)) from None
         return
-    if target.kind is Kind.NAIVE:
-        if importlib.util.find_spec("flask") is None:
-            raise TargetUnavailable("Flask is not installed (pip install flask)")
-        argv = [
-            sys.executable, "-m", "flask", "--app", "sserelay.bench.naive_relay", "run",
-            "--port", "{port}", "--with-threads", "--no-reload", "--no-debugger",
-        ]  # fmt: skip
-        server = ServerProcess(argv, env=env.relay_env())
-    else:
-        server = ServerProcess(_relay_argv(target, env), env=env.relay_env())
-    with contextlib.closing(_started(server)):
-        pid = server.proc.pid
+    with contextlib.ExitStack() as stack:
         helpers: Callable[[], list[int]] = list
-        if target.needs_redis:
-            port = env.redis().port
-            helpers = functools.partial(pids_by_cmdline, "redis-server", f":{port}")
+        if target.kind is Kind.NAIVE:
+            if importlib.util.find_spec("flask") is None:
+                raise TargetUnavailable("Flask is not installed (pip install flask)")
+            argv = [
+                sys.executable, "-m", "flask", "--app", "sserelay.bench.naive_relay", "run",
+                "--port", "{port}", "--with-threads", "--no-reload", "--no-debugger",
+            ]  # fmt: skip
+        elif target.needs_redis:
+            # A fresh redis-server per launch: no run reads what an earlier one left behind.
+            argv = _relay_argv(target, None)  # checks the option exists before starting Redis
+            redis = _start_redis(stack)
+            argv = _relay_argv(target, redis.url)
+            helpers = functools.partial(pids_by_cmdline, "redis-server", f":{redis.port}")
+        else:
+            argv = _relay_argv(target, None)
+        server = stack.enter_context(contextlib.closing(
+            _started(ServerProcess(argv, env=env.relay_env()))
+        ))  # fmt: skip
+        pid = server.proc.pid
         yield Running(server.url, lambda: [pid], helpers)
-
