@@ -14,7 +14,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["RssSampler", "child_pids", "cpu_seconds", "pids_by_cmdline", "rss_bytes"]
+__all__ = [
+    "RssSampler",
+    "child_pids",
+    "cpu_seconds",
+    "machine_ticks",
+    "pids_by_cmdline",
+    "rss_bytes",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -32,6 +39,15 @@ def cpu_seconds(pids: Sequence[int]) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / _TICKS
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat. On a shared
+    machine the busy share during a run says how much the figures were disturbed."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return total - idle, total
 
 
 def rss_bytes(pids: Sequence[int]) -> int:

@@ -56,6 +56,7 @@ PROFILES: dict[str, Profile] = {
         ramp_streams=(50, 100, 250, 500, 1000),
         ramp_tokens=40,
         ramp_rate=20,
+        repeats=3,
     ),
     "smoke": Profile(
         loads=(Load(5, 10, 50),),

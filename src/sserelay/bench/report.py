@@ -78,8 +78,9 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _load_table(rows: Sequence[Row]) -> list[str]:
     lines = [
         "| target | relay CPU µs per chunk | x nginx | added latency p50 / p99 (ms) "
-        "| added TTFT p50 (ms) | peak RSS (MiB) | KiB per active stream | streams ok |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| added TTFT p50 (ms) | peak RSS (MiB) | KiB per active stream | streams ok "
+        "| machine busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         m = row.m
@@ -98,7 +99,7 @@ def _load_table(rows: Sequence[Row]) -> list[str]:
         lines.append(
             f"| {row.title} | {cpu} | {_num(row.x_nginx, 2)} | {latency} | {ttft} "
             f"| {_num(m.rss_peak / _MIB if m.rss_peak else None)} | {_num(row.kib_per_stream)} "
-            f"| {m.result.ok}/{m.result.streams} |"
+            f"| {m.result.ok}/{m.result.streams} | {m.machine_busy:.0%} |"
         )
     return lines
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sserelay.bench.loadgen import LoadResult, RequestSpec
-from sserelay.bench.procstat import RssSampler, cpu_seconds, rss_bytes
+from sserelay.bench.procstat import RssSampler, cpu_seconds, machine_ticks, rss_bytes
 from sserelay.bench.profiles import Load, Profile
 from sserelay.bench.targets import BenchEnv, Kind, Running, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
@@ -40,6 +40,7 @@ class Measurement:
     helper_cpu_s: float | None  # e.g. redis-server, which the relay makes work
     rss_before: int | None
     rss_peak: int | None
+    machine_busy: float  # share of all cores busy during the run, every process included
 
     @property
     def cpu_us_per_chunk(self) -> float | None:
@@ -102,8 +103,10 @@ def measure(target: Target, running: Running, load: Load) -> Measurement:
     charged = running.pids()
     rss_before = rss_bytes(charged) if charged else None
     cpu_before, helper_before = cpu_seconds(charged), cpu_seconds(running.helper_pids())
+    busy_before, total_before = machine_ticks()
     with RssSampler(running.pids) as rss:
         result = run_loadgen(spec, load)
+    busy, total = machine_ticks()
     cpu = cpu_seconds(running.pids()) - cpu_before
     helpers = running.helper_pids()
     helper_cpu = cpu_seconds(helpers) - helper_before
@@ -114,6 +117,7 @@ def measure(target: Target, running: Running, load: Load) -> Measurement:
         helper_cpu_s=helper_cpu if helpers else None,
         rss_before=rss_before,
         rss_peak=rss.peak if charged else None,
+        machine_busy=(busy - busy_before) / max(1, total - total_before),
     )
 
 
@@ -155,12 +159,13 @@ def _run_target(
     try:
         for index, load in enumerate(profile.loads):
             samples = []
-            for repeat in range(profile.repeats):
+            repeats = min(profile.repeats, target.max_repeats or profile.repeats)
+            for repeat in range(repeats):
                 with launch(target, env) as running:
                     _warm_up(target, running)
                     samples.append(measure(target, running, load))
                     log(_describe(target, samples[-1]))
-                    if index == len(profile.loads) - 1 and repeat == profile.repeats - 1:
+                    if index == len(profile.loads) - 1 and repeat == repeats - 1:
                         # The ramp measures no memory, so it can reuse the last process.
                         ramp = _ramp(target, running, profile, direct_ramp, log)
             outcome.measurements.append(_median_run(samples))
@@ -181,7 +186,8 @@ def _describe(target: Target, m: Measurement) -> str:
     lat = m.result.latency_us
     return (
         f"{target.title} | {m.load.label}: {cpu_text}, latency p50 {lat['p50'] / 1e3:.2f} ms"
-        f" p99 {lat['p99'] / 1e3:.2f} ms, {m.result.ok}/{m.result.streams} streams ok"
+        f" p99 {lat['p99'] / 1e3:.2f} ms, {m.result.ok}/{m.result.streams} streams ok,"
+        f" machine {m.machine_busy:.0%} busy"
     )
 
 

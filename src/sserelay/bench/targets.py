@@ -78,6 +78,7 @@ class Target:
     request: Callable[[str, Load], RequestSpec]
     relay_args: tuple[str, ...] = ()  # extra `sserelay serve` options; "{redis}" is a URL
     nginx_budget: float | None = None  # the limit on CPU per chunk, x nginx's
+    max_repeats: int | None = None  # cap on the profile's repeats for this target
 
     @property
     def needs_redis(self) -> bool:
@@ -98,7 +99,9 @@ TARGETS: tuple[Target, ...] = (
            relay_args=("--redis", "{redis}"), nginx_budget=3.0),
     Target("openai-redis", "sserelay /v1/chat/completions, Redis log", Kind.SSERELAY,
            openai_chat, relay_args=("--redis", "{redis}"), nginx_budget=3.0),
-    Target("naive", "naive Flask + openai SDK (article)", Kind.NAIVE, article_get),
+    # An order of magnitude from the rest, and slow to run: one run per load says enough.
+    Target("naive", "naive Flask + openai SDK (article)", Kind.NAIVE, article_get,
+           max_repeats=1),
 )  # fmt: skip
 
 
