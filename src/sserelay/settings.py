@@ -28,6 +28,12 @@ class Settings:
     max_prompt_chars: int = 32_000
     max_body_bytes: int = 1 << 20
     connect_timeout: float = 10.0
+    first_token_timeout: float = 60.0
+    idle_timeout: float = 60.0
+    max_duration: float = 600.0
+    # An SSE comment this often on every stream, also while waiting for the first token:
+    # proxies drop silent connections (nginx after 60 s, Cloudflare after 100 s).
+    heartbeat: float = 15.0
     # Stream log: in memory unless a Redis URL is given (then shared by all instances).
     redis_url: str | None = None
     retention: float = 600.0

@@ -9,7 +9,9 @@ truncates answers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +25,39 @@ from sserelay.upstream.errors import UpstreamError
 _ERROR_BODY_LIMIT = 64 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Limits on an upstream stream, in seconds; each ends the stream with a typed ending."""
+
+    connect: float = 10.0
+    first_token: float = 60.0  # from the request to the first event
+    idle: float = 60.0  # between two reads once the stream has started
+    total: float = 600.0  # the whole answer
+
+    @property
+    def tick(self) -> float:
+        # The watchdog's period: a quarter of the shortest limit, so a limit is enforced
+        # within 25 % of its value without a timer per chunk.
+        return max(0.05, min(self.first_token, self.idle, self.total) / 4)
+
+
+_TIMEOUT_ERRORS = {
+    "first_token": UpstreamError(
+        "first_token_timeout",
+        "The model provider did not start answering in time.",
+        status=504,
+    ),
+    "idle": UpstreamError(
+        "idle_timeout", "The model provider stopped sending mid-answer.", ending="truncated"
+    ),
+    "total": UpstreamError(
+        "duration_limit",
+        "The answer took longer than sserelay allows and was cut off.",
+        ending="truncated",
+    ),
+}
+
+
 class OpenAIUpstream:
     """An OpenAI-compatible server: OpenAI itself, vLLM, Ollama, llama.cpp's server..."""
 
@@ -31,13 +66,13 @@ class OpenAIUpstream:
         base_url: str,
         api_key: str | None,
         *,
-        connect_timeout: float = 10.0,
+        timeouts: Timeouts | None = None,
         name: str = "openai",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.name = name
         self._api_key = api_key
-        self._connect_timeout = connect_timeout
+        self.timeouts = timeouts or Timeouts()
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {"Accept": "text/event-stream"}
         if api_key:
@@ -49,7 +84,7 @@ class OpenAIUpstream:
             # No pool limit: each relayed stream holds one upstream connection for its whole
             # life, and a limit would queue streams invisibly instead of failing them.
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=timeout, auto_decompress=True
             )
@@ -81,14 +116,13 @@ class UpstreamStream:
         up = self._upstream
         headers = {**up._headers, "Content-Type": "application/json"}
         try:
-            response = await up.session.post(
-                up.base_url + self._path, data=self._body, headers=headers
-            )
+            async with asyncio.timeout(up.timeouts.first_token):
+                response = await up.session.post(
+                    up.base_url + self._path, data=self._body, headers=headers
+                )
         except TimeoutError:
             raise UpstreamError(
-                "upstream_timeout",
-                "The model provider did not accept the connection in time.",
-                status=504,
+                "upstream_timeout", "The model provider did not answer in time.", status=504
             ) from None
         except aiohttp.ClientError:
             raise UpstreamError(
@@ -124,12 +158,17 @@ class UpstreamStream:
         """The upstream's events in order; raises `UpstreamError` if the body breaks off."""
         assert self._response is not None, "use `async with` first"
         decoder = SSEDecoder()
-        content = self._response.content
+        response = self._response
+        content = response.content
+        watchdog = _Watchdog(response, self._upstream.timeouts)
         try:
             async for chunk in content.iter_any():
+                watchdog.reads += 1
                 for event in decoder.feed(chunk):
                     yield event
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
+            if watchdog.expired:
+                raise _TIMEOUT_ERRORS[watchdog.expired] from None
             raise UpstreamError(
                 "upstream_truncated",
                 "The connection to the model provider broke before the answer was complete.",
@@ -137,6 +176,10 @@ class UpstreamStream:
             ) from None
         except SSEDecodeError as exc:
             raise UpstreamError("upstream_malformed", str(exc)) from None
+        finally:
+            watchdog.stop()
+        if watchdog.expired:
+            raise _TIMEOUT_ERRORS[watchdog.expired]
         decoder.close()
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
@@ -175,6 +218,43 @@ class UpstreamStream:
             status=503 if status == 503 else 502,
             retry_after=retry_after,
         )
+
+
+class _Watchdog:
+    """Enforces the first-token, idle and total limits with one periodic timer per stream.
+
+    The hot path only increments `reads`; the timer compares it with what it saw last time.
+    On expiry it closes the response, which ends the pending read.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
+        self.reads = 0
+        self.expired: str | None = None
+        self._response = response
+        self._timeouts = timeouts
+        self._loop = asyncio.get_running_loop()
+        self._started = self._last_progress = self._loop.time()
+        self._seen = 0
+        self._handle = self._loop.call_later(timeouts.tick, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        limits = self._timeouts
+        if self.reads != self._seen:
+            self._seen, self._last_progress = self.reads, now
+        if now - self._started > limits.total:
+            self.expired = "total"
+        elif self.reads == 0 and now - self._started > limits.first_token:
+            self.expired = "first_token"
+        elif self.reads and now - self._last_progress > limits.idle:
+            self.expired = "idle"
+        if self.expired:
+            self._response.close()
+        else:
+            self._handle = self._loop.call_later(limits.tick, self._check)
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 def _error_message(raw: bytes) -> str:

@@ -11,7 +11,8 @@ of a second completion.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
@@ -126,13 +127,13 @@ def disconnect_policy(request: Request, default: Policy) -> Policy:
 
 async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -> Response:
     generations: Generations = request.app.state.generations
+    settings: Settings = request.app.state.settings
     last_event_id = requested_resume(request)
     if last_event_id:
         # WHATWG: EventSource reconnects even after a clean end, with Last-Event-ID. Resume
         # from the log, or 204 to stop it; never run the prompt again.
-        return await resume_response(generations, last_event_id)
+        return await resume_response(generations, last_event_id, settings.heartbeat)
     policy = disconnect_policy(request, "cancel")
-    settings: Settings = request.app.state.settings
     upstream: OpenAIUpstream = request.app.state.upstream
     if kind == "chat":
         path = "/chat/completions"
@@ -144,21 +145,32 @@ async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -
     if settings.use_local_model:
         payload["max_tokens"] = 512
     stream = upstream.stream(path, payload)
-    # Opening the upstream before answering lets an early failure keep a real HTTP status.
-    await stream.__aenter__()
+    # Wait for the upstream's answer for up to one heartbeat interval: a failure that comes
+    # that early keeps a real HTTP status. A slower upstream gets a 200 and heartbeats
+    # meanwhile, and a later failure becomes the stream's typed error ending.
+    opening = asyncio.ensure_future(stream.__aenter__())
+    await asyncio.wait((opening,), timeout=settings.heartbeat)
+    if opening.done():
+        opening.result()
 
     def produce(outcome: Outcome) -> AsyncIterator[bytes]:
-        return article_payloads(stream, kind, upstream, outcome)
+        return article_payloads(stream, kind, upstream, outcome, opening)
 
     stream_id = await generations.start(produce, article_stop, policy=policy)
-    return follow_response(generations, stream_id, 0)
+    return follow_response(generations, stream_id, 0, settings.heartbeat)
 
 
 async def article_payloads(
-    stream: UpstreamStream, kind: Kind, upstream: OpenAIUpstream, outcome: Outcome
+    stream: UpstreamStream,
+    kind: Kind,
+    upstream: OpenAIUpstream,
+    outcome: Outcome,
+    opening: Awaitable[object] | None = None,
 ) -> AsyncIterator[bytes]:
     """The article's wire format: text as data, a typed error ending, `[DONE]` last."""
     try:
+        if opening is not None:
+            await opening
         async for text in text_deltas(stream.events(), kind, upstream.redact):
             outcome.completion_chunks += 1
             if text == END_MARKER:

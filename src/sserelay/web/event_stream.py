@@ -35,11 +35,14 @@ class EventStreamResponse(Response):
         *,
         headers: dict[str, str] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        heartbeat: float | None = None,
     ) -> None:
         self.status_code = 200
         self.background = None
         self.chunks = body
         self.on_close = on_close
+        self.heartbeat = heartbeat
+        self._sent = 0
         self.raw_headers = list(SSE_HEADERS)
         if headers:
             self.raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
@@ -49,15 +52,17 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             pump = asyncio.ensure_future(self._pump(send))
             watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+            helpers = [watch]
+            if self.heartbeat:
+                helpers.append(asyncio.ensure_future(self._beat(send, self.heartbeat)))
             try:
                 await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (pump, watch):
+                for task in (pump, *helpers):
                     task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
+                for task in (pump, *helpers):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if pump.done() and not pump.cancelled() and pump.exception() is not None:
                 raise pump.exception()  # type: ignore[misc]
         finally:
@@ -72,8 +77,19 @@ class EventStreamResponse(Response):
         async for chunk in self.chunks:
             # One dict reused for every chunk: the server reads it synchronously in send().
             message["body"] = chunk
+            self._sent += 1
             await send(message)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _beat(self, send: Send, interval: float) -> None:
+        # A comment only when nothing else was sent for a whole interval: the hot path pays
+        # one integer increment per chunk, not a timer.
+        seen = -1
+        while True:
+            await asyncio.sleep(interval)
+            if self._sent == seen:
+                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+            seen = self._sent
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

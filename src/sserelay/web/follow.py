@@ -24,7 +24,9 @@ def requested_resume(request: Request) -> str | None:
     return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
 
 
-def follow_response(generations: Generations, stream_id: str, after: int) -> Response:
+def follow_response(
+    generations: Generations, stream_id: str, after: int, heartbeat: float | None = None
+) -> Response:
     generations.add_follower(stream_id)
 
     async def done() -> None:
@@ -34,10 +36,13 @@ def follow_response(generations: Generations, stream_id: str, after: int) -> Res
         _payloads(generations, stream_id, after),
         headers={"x-sserelay-stream": stream_id},
         on_close=done,
+        heartbeat=heartbeat,
     )
 
 
-async def resume_response(generations: Generations, last_event_id: str) -> Response:
+async def resume_response(
+    generations: Generations, last_event_id: str, heartbeat: float | None = None
+) -> Response:
     """Continue a stream strictly after `last_event_id`; 204 when there is nothing to resume.
 
     204 is the status that makes EventSource stop reconnecting (WHATWG HTML, "Server-sent
@@ -51,7 +56,7 @@ async def resume_response(generations: Generations, last_event_id: str) -> Respo
     info = await generations.log.status(stream_id)
     if info is None or (not info.live and after >= info.last_seq):
         return Response(status_code=204)
-    return follow_response(generations, stream_id, after)
+    return follow_response(generations, stream_id, after, heartbeat)
 
 
 async def _payloads(generations: Generations, stream_id: str, after: int) -> AsyncIterator[bytes]:

@@ -85,17 +85,18 @@ async def create_stream(request: Request) -> Response:
 
 async def follow_stream(request: Request) -> Response:
     generations: Generations = request.app.state.generations
+    settings: Settings = request.app.state.settings
     stream_id = _stream_id(request)
     last_event_id = requested_resume(request)
     if last_event_id:
         parsed = parse_event_id(last_event_id)
         if parsed is not None and parsed[0] == stream_id:
-            return await resume_response(generations, last_event_id)
+            return await resume_response(generations, last_event_id, settings.heartbeat)
     if await generations.log.status(stream_id) is None:
         raise RequestError(
             404, f"There is no stream {stream_id!r} (or it has expired).", code="stream_not_found"
         )
-    return follow_response(generations, stream_id, 0)
+    return follow_response(generations, stream_id, 0, settings.heartbeat)
 
 
 async def stop_stream(request: Request) -> Response:
