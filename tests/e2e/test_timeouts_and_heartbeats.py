@@ -91,13 +91,9 @@ def test_failure_after_heartbeats_started_is_a_typed_error_ending(
     assert error["code"] == "upstream_unavailable"
 
 
-def test_stalled_upstream_hits_the_idle_timeout_and_is_closed(
-    strict_relay: ServerProcess, upstream: Upstream
-) -> None:
-    """An upstream that stops sending mid-answer ends the stream as truncated (idle_timeout),
-    and sserelay closes the upstream request."""
-    marker = secrets.token_hex(6)
-    error = typed_ending(strict_relay, f"stall_after=2; tokens=50")
+def test_stalled_upstream_hits_the_idle_timeout(strict_relay: ServerProcess) -> None:
+    """An upstream that stops sending mid-answer ends the stream as truncated (idle_timeout)."""
+    error = typed_ending(strict_relay, "stall_after=2; tokens=50")
     assert (error["code"], error["ending"]) == ("idle_timeout", "truncated")
 
 
