@@ -7,12 +7,15 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from sserelay.keys.cli import add_keys_command
 from sserelay.settings import Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from sserelay.gateway import ConfigError, GatewayConfig
+    from sserelay.gateway.startup import startup_lines
     from sserelay.upstream.local_model import LocalModel, LocalModelError
     from sserelay.web.app import create_app
 
@@ -23,8 +26,13 @@ def _serve(args: argparse.Namespace) -> int:
         redis_url=args.redis,
         retention=args.retention,
     )
+    try:
+        gateway_config = GatewayConfig.load(args.config) if args.config else None
+    except ConfigError as exc:
+        print(f"sserelay: {exc}", file=sys.stderr)
+        return 2
     local: LocalModel | None = None
-    if settings.use_local_model:
+    if settings.use_local_model or (gateway_config and gateway_config.needs_local_model):
         local = LocalModel()
         print(
             "sserelay: no OPENAI_API_KEY set; starting the local model "
@@ -36,6 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
         except LocalModelError as exc:
             print(f"sserelay: {exc}", file=sys.stderr)
             return 1
+        if gateway_config is not None:
+            gateway_config = gateway_config.with_local_model(local.base_url)
+    if local is not None and settings.use_local_model:
         settings = dataclasses.replace(settings, openai_base_url=local.base_url)
         upstream_desc = f"local model SmolLM2-135M-Instruct (llama.cpp on {local.base_url})"
     else:
@@ -56,10 +67,13 @@ def _serve(args: argparse.Namespace) -> int:
         f"sserelay: stream log: {log_desc}, finished streams kept {settings.retention:g} s",
         flush=True,
     )
+    gateway_config = gateway_config or GatewayConfig.from_settings(settings)
+    for line in startup_lines(gateway_config):
+        print(f"sserelay: {line}", flush=True)
     print(f"sserelay: serving on http://{settings.host}:{settings.port}/", flush=True)
     try:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, gateway_config),
             host=settings.host,
             port=settings.port,
             loop="uvloop",
@@ -134,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a finished stream stays replayable for late followers "
         "and resuming clients (default: 600)",
     )
+    serve.add_argument(
+        "--config", metavar="PATH",
+        help="TOML file for the /v1 gateway: upstreams, model routes and aliases, retries "
+        "(docs/gateway.md). Default: one upstream from the environment, as above",
+    )
     serve.set_defaults(func=_serve)
+    add_keys_command(sub)
     return parser
 
 

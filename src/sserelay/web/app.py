@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sserelay.gateway import Gateway, GatewayConfig, gateway_routes
 from sserelay.relay.generation import Generations
 from sserelay.settings import Settings
 from sserelay.streams import MemoryStreamLog, StreamLog
@@ -44,9 +45,13 @@ def make_stream_log(settings: Settings) -> StreamLog:
     return MemoryStreamLog(retention=settings.retention)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build sserelay's ASGI app; `settings` default to the environment's."""
+def create_app(
+    settings: Settings | None = None, gateway_config: GatewayConfig | None = None
+) -> Starlette:
+    """Build sserelay's ASGI app; `settings` default to the environment's, and the /v1
+    gateway's configuration to one upstream taken from the same settings."""
     settings = settings or Settings.from_env()
+    gateway = Gateway(gateway_config or GatewayConfig.from_settings(settings))
     upstream = OpenAIUpstream(
         settings.openai_base_url, settings.openai_api_key, connect_timeout=settings.connect_timeout
     )
@@ -62,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await generations.aclose()
             await stream_log.aclose()
             await upstream.aclose()
+            await gateway.aclose()
 
     routes = [
         Route("/", page, methods=["GET"]),
@@ -71,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/streams", streams_api.create_stream, methods=["POST"]),
         Route("/v1/streams/{stream_id}", streams_api.follow_stream, methods=["GET"]),
         Route("/v1/streams/{stream_id}", streams_api.stop_stream, methods=["DELETE"]),
+        *gateway_routes(),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
     middleware = [
@@ -97,5 +104,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.upstream = upstream
+    app.state.gateway = gateway
     app.state.generations = generations
     return app

@@ -1,0 +1,124 @@
+"""Moving one stream from an upstream reply to the client, and what happens when it ends.
+
+The bytes are decided by a sans-IO `StreamFilter` (pass-through or translation); this module
+only reads, feeds and yields. When the stream ends its usage is recorded. When the client
+leaves first, the configured policy decides: "drain" keeps reading the upstream in the
+background, without sending, until its usage report arrives; "cancel" closes the upstream
+at once and records the chunks relayed as an estimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from sserelay.gateway.config import Abandoned
+from sserelay.keys.ledger import Usage
+from sserelay.providers.base import ProviderReply
+from sserelay.providers.errors import ProviderError
+from sserelay.upstream.errors import Ending
+
+__all__ = ["RelayedStream", "StreamFilter", "read_first"]
+
+log = logging.getLogger("sserelay.gateway")
+_TAIL_READS = 4
+
+Finish = Callable[["StreamFilter", Ending], None]
+
+
+class StreamFilter(Protocol):
+    """Upstream body bytes in, client bytes out (sans-IO); see openai_passthrough.py."""
+
+    done: bool
+    error: ProviderError | None
+    usage: Usage | None
+    events: int
+
+    def feed(self, chunk: bytes) -> bytes: ...
+    def end(self) -> bytes: ...
+    def fail(self, error: ProviderError) -> bytes: ...
+
+
+async def _step(reply: ProviderReply, stream: StreamFilter) -> bytes:
+    """Read once and feed the filter; the filter's `done` says when to stop."""
+    try:
+        chunk = await reply.read_chunk()
+    except ProviderError as error:
+        return stream.fail(error)
+    return stream.feed(chunk) if chunk else stream.end()
+
+
+async def read_first(reply: ProviderReply, stream: StreamFilter) -> bytes:
+    """Read until the filter has something for the client (or the stream is over)."""
+    out = b""
+    while not out and not stream.done:
+        out = await _step(reply, stream)
+    return out
+
+
+class RelayedStream:
+    """The rest of one stream after its first bytes; `body()` for the response, `close()`
+    for its `on_close`. `finish(filter, ending)` records the usage, exactly once."""
+
+    def __init__(
+        self,
+        reply: ProviderReply,
+        stream: StreamFilter,
+        first: bytes,
+        *,
+        finish: Finish,
+        abandoned: Abandoned,
+        drain_timeout: float,
+        background: set[asyncio.Task[None]],
+    ) -> None:
+        self.reply = reply
+        self.stream = stream
+        self.first = first
+        self._finish = finish
+        self._abandoned = abandoned
+        self._drain_timeout = drain_timeout
+        self._background = background
+        self._complete = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        yield self.first
+        reply, stream = self.reply, self.stream
+        while not stream.done:
+            out = await _step(reply, stream)
+            if out:
+                yield out
+        self._complete = True
+        if stream.error is None:
+            # Read the few bytes after [DONE] (the chunked terminator) so the connection
+            # goes back to the pool instead of being closed.
+            for _ in range(_TAIL_READS):
+                with contextlib.suppress(ProviderError):
+                    if not await reply.read_chunk():
+                        break
+
+    async def close(self) -> None:
+        if self._complete or self.stream.done:
+            self.reply.close()
+            self._finish(self.stream, "error" if self.stream.error else "done")
+        elif self._abandoned == "drain":
+            task = asyncio.create_task(self._drain())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            self.reply.close()
+            self._finish(self.stream, "aborted")
+
+    async def _drain(self) -> None:
+        """The client left: read on, sending nothing, until the upstream's usage arrives."""
+        try:
+            async with asyncio.timeout(self._drain_timeout):
+                while not self.stream.done:
+                    await _step(self.reply, self.stream)
+        except TimeoutError:
+            log.warning("gave up draining an abandoned stream after %.0f s", self._drain_timeout)
+        finally:
+            self.reply.close()
+            self._finish(self.stream, "aborted")

@@ -1,0 +1,100 @@
+"""The usage ledger: prompt and completion tokens per key and model, one row per request.
+
+Rows come from the upstream's own usage report (the usage chunk, `response.completed`,
+Anthropic's `message_start`/`message_delta`). A stream that ends without one (the client
+left and abandoned streams are cancelled, or the upstream broke off) is recorded with the
+number of content chunks relayed as its completion tokens and `estimated = 1`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sserelay.keys.database import Database
+
+__all__ = ["Ledger", "Usage", "UsageRow", "UsageTotal"]
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @classmethod
+    def from_openai(cls, usage: Mapping[str, Any]) -> Usage:
+        """Chat and legacy completions: `prompt_tokens`, `completion_tokens`."""
+        return cls(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+
+    @classmethod
+    def from_responses(cls, usage: Mapping[str, Any]) -> Usage:
+        """The Responses API: `input_tokens`, `output_tokens`."""
+        return cls(_count(usage.get("input_tokens")), _count(usage.get("output_tokens")))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key_id: str | None
+    api: str
+    model: str
+    upstream: str
+    upstream_model: str
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    ending: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    key_id: str | None
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, row: UsageRow) -> None:
+        self.db.writer().execute(
+            "INSERT INTO usage (at, key_id, api, model, upstream, upstream_model, prompt_tokens,"
+            " completion_tokens, estimated, ending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), row.key_id, row.api, row.model, row.upstream, row.upstream_model,
+             row.prompt_tokens, row.completion_tokens, int(row.estimated), row.ending),
+        )
+
+    def rows(self) -> list[UsageRow]:
+        conn = self.db.reader()
+        if conn is None:
+            return []
+        cursor = conn.execute(
+            "SELECT key_id, api, model, upstream, upstream_model, prompt_tokens,"
+            " completion_tokens, estimated, ending FROM usage ORDER BY id"
+        )
+        return [
+            UsageRow(
+                key_id=row[0], api=row[1], model=row[2], upstream=row[3], upstream_model=row[4],
+                prompt_tokens=row[5], completion_tokens=row[6], estimated=bool(row[7]),
+                ending=row[8],
+            )
+            for row in cursor
+        ]
+
+    def totals(self) -> list[UsageTotal]:
+        conn = self.db.reader()
+        if conn is None:
+            return []
+        cursor = conn.execute(
+            "SELECT key_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens)"
+            " FROM usage GROUP BY key_id, model ORDER BY key_id, model"
+        )
+        return [UsageTotal(*row) for row in cursor]

@@ -1,0 +1,95 @@
+"""The key store and the ledger on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sserelay.keys import (
+    Database,
+    KeyPolicy,
+    KeyStore,
+    Ledger,
+    UnknownKeyError,
+    UsageRow,
+    UsageTotal,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> KeyStore:
+    return KeyStore(Database(tmp_path / "keys.sqlite3"))
+
+
+def test_created_key_authenticates_and_only_its_hash_is_stored(store: KeyStore) -> None:
+    """A new key starts with srk-, authenticates, and the file holds its hash, not the key."""
+    key, secret = store.create("app", KeyPolicy(models=("a",), max_tokens=9))
+    assert secret.startswith("srk-") and len(secret) > 40
+    found = store.authenticate(secret)
+    assert found is not None and found.id == key.id and found.policy.max_tokens == 9
+    raw = store.db.path.read_bytes() + Path(f"{store.db.path}-wal").read_bytes()
+    assert secret.encode() not in raw and secret[4:].encode() not in raw
+
+
+@pytest.mark.parametrize("presented", ["", "srk-", "sk-abc", "srk-" + "A" * 43])
+def test_unknown_keys_do_not_authenticate(store: KeyStore, presented: str) -> None:
+    """Anything that is not a live key's secret authenticates as nobody."""
+    store.create("app")
+    assert store.authenticate(presented) is None
+
+
+def test_revoked_key_stops_working_and_stays_listed(store: KeyStore) -> None:
+    """Revoking by name stops the key at once; it stays in the list, marked revoked."""
+    _, secret = store.create("app")
+    store.revoke("app")
+    assert store.authenticate(secret) is None
+    assert not store.has_live_keys()
+    assert [k.revoked_at is not None for k in store.list()] == [True]
+
+
+def test_revoke_by_ambiguous_name_refuses(store: KeyStore) -> None:
+    """Two keys with one name: revoking by that name says to use an id, and revokes nothing."""
+    first, _ = store.create("twin")
+    store.create("twin")
+    with pytest.raises(UnknownKeyError, match="by id"):
+        store.revoke("twin")
+    store.revoke(first.id)
+    assert [k.revoked_at is None for k in store.list()] == [False, True]
+
+
+def test_missing_database_file_is_not_created_by_reads(tmp_path: Path) -> None:
+    """Looking keys up in a file that does not exist finds none and creates nothing."""
+    store = KeyStore(Database(tmp_path / "absent.sqlite3"))
+    assert not store.has_live_keys() and store.list() == []
+    assert store.authenticate("srk-x") is None
+    assert not (tmp_path / "absent.sqlite3").exists()
+
+
+def test_ledger_totals_per_key_and_model(store: KeyStore) -> None:
+    """The ledger sums prompt and completion tokens per key and model."""
+    ledger = Ledger(store.db)
+    for key_id, model, prompt, completion in [("k1", "m", 3, 4), ("k1", "m", 1, 1),
+                                              ("k1", "n", 2, 2), (None, "m", 5, 5)]:
+        ledger.record(UsageRow(key_id, "chat", model, "up", model, prompt, completion,
+                               False, "done"))
+    assert ledger.totals() == [UsageTotal(None, "m", 1, 5, 5), UsageTotal("k1", "m", 2, 4, 5),
+                               UsageTotal("k1", "n", 1, 2, 2)]
+
+
+def test_policy_round_trips_through_json() -> None:
+    """A policy survives storage unchanged."""
+    policy = KeyPolicy(models=("a", "b"), max_tokens=3, params=("temperature",),
+                       on_disallowed_param="refuse", system_prompt="Be kind.")
+    assert KeyPolicy.from_json(policy.to_json()) == policy
+
+
+def test_database_is_shared_with_another_connection(tmp_path: Path) -> None:
+    """A key created by one connection (the CLI) is seen by another (the server) at once."""
+    path = tmp_path / "shared.sqlite3"
+    server = KeyStore(Database(path))
+    server.create("first")
+    _, secret = KeyStore(Database(path)).create("second")
+    assert server.authenticate(secret) is not None
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
