@@ -28,14 +28,14 @@ def write_plot(results: Sequence[TargetResult], profile: Profile, path: Path) ->
 
     from sserelay.bench.report import rows_for
 
-    measured = [r for r in results if r.measurements]
+    measured = [r for r in results if r.summaries]
     titles = [r.target.title for r in measured]
     fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(13, 0.55 * len(titles) + 2.2))
     height = 0.8 / max(1, len(profile.loads))
     for index, load in enumerate(profile.loads):
         rows = {row.title: row for row in rows_for(measured, load)}
         offsets = [i + index * height for i in range(len(titles))]
-        cpu = [_or_zero(rows[t].m.cpu_us_per_chunk) if t in rows else 0.0 for t in titles]
+        cpu = [_or_zero(rows[t].s.cpu_us_per_chunk) if t in rows else 0.0 for t in titles]
         lat = [
             rows[t].added_p99_ms if t in rows and rows[t].kind is not Kind.DIRECT else 0.0
             for t in titles

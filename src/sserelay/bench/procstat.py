@@ -18,7 +18,7 @@ __all__ = [
     "RssSampler",
     "child_pids",
     "cpu_seconds",
-    "machine_ticks",
+    "machine_cpu_seconds",
     "pids_by_cmdline",
     "rss_bytes",
 ]
@@ -41,13 +41,13 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / _TICKS
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat. On a shared
-    machine the busy share during a run says how much the figures were disturbed."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores, from /proc/stat.
+    On a shared machine, busy time not spent by the benchmark says how disturbed it was."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     total = sum(fields[:8])  # guest time is already inside user/nice
-    return total - idle, total
+    return (total - idle) / _TICKS, total / _TICKS
 
 
 def rss_bytes(pids: Sequence[int]) -> int:

@@ -45,7 +45,7 @@ class Profile:
     ramp_tokens: int
     ramp_rate: float
     p99_limit_ms: float = 10.0
-    repeats: int = 1  # runs per load and target; the report keeps the median CPU figure
+    repeats: int = 1  # runs per load and target; the report shows per-figure medians
 
 
 PROFILES: dict[str, Profile] = {

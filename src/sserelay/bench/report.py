@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sserelay.bench.figures import Summary
 from sserelay.bench.machine import Machine
 from sserelay.bench.profiles import Load, Profile
-from sserelay.bench.runner import Measurement, TargetResult
+from sserelay.bench.runner import TargetResult
 from sserelay.bench.targets import Kind
 
 __all__ = ["Row", "rows_for", "write_report"]
@@ -26,49 +27,43 @@ class Row:
     title: str
     kind: Kind
     nginx_budget: float | None
-    m: Measurement
+    s: Summary
     added_p50_ms: float
     added_p99_ms: float
     added_ttft_ms: float
     x_nginx: float | None
 
-    @property
-    def kib_per_stream(self) -> float | None:
-        if self.m.rss_peak is None or self.m.rss_before is None:
-            return None
-        return max(0, self.m.rss_peak - self.m.rss_before) / self.m.load.streams / 1024
-
 
 def rows_for(results: Sequence[TargetResult], load: Load) -> list[Row]:
-    by_kind = {r.target.kind: _at(r, load) for r in results if _at(r, load) is not None}
-    direct, nginx = by_kind.get(Kind.DIRECT), by_kind.get(Kind.NGINX)
+    at = {r.target.title: s for r in results if (s := _at(r, load)) is not None}
+    direct = next((at[r.target.title] for r in results
+                   if r.target.kind is Kind.DIRECT and r.target.title in at), None)  # fmt: skip
+    nginx = next((at[r.target.title] for r in results
+                  if r.target.kind is Kind.NGINX and r.target.title in at), None)  # fmt: skip
     nginx_cpu = nginx.cpu_us_per_chunk if nginx else None
     rows = []
     for r in results:
-        m = _at(r, load)
-        if m is None:
+        s = at.get(r.target.title)
+        if s is None:
             continue
-        lat, ttft = m.result.latency_us, m.result.ttft_ms
-        base_lat = direct.result.latency_us if direct else {"p50": 0.0, "p99": 0.0}
-        base_ttft = direct.result.ttft_ms["p50"] if direct else 0.0
-        cpu = m.cpu_us_per_chunk
+        cpu = s.cpu_us_per_chunk
         rows.append(
             Row(
                 title=r.target.title,
                 kind=r.target.kind,
                 nginx_budget=r.target.nginx_budget,
-                m=m,
-                added_p50_ms=(lat["p50"] - base_lat["p50"]) / 1e3,
-                added_p99_ms=(lat["p99"] - base_lat["p99"]) / 1e3,
-                added_ttft_ms=ttft["p50"] - base_ttft,
+                s=s,
+                added_p50_ms=(s.latency_p50_us - (direct.latency_p50_us if direct else 0)) / 1e3,
+                added_p99_ms=(s.latency_p99_us - (direct.latency_p99_us if direct else 0)) / 1e3,
+                added_ttft_ms=s.ttft_p50_ms - (direct.ttft_p50_ms if direct else 0),
                 x_nginx=cpu / nginx_cpu if cpu is not None and nginx_cpu else None,
             )
         )
     return rows
 
 
-def _at(result: TargetResult, load: Load) -> Measurement | None:
-    return next((m for m in result.measurements if m.load == load), None)
+def _at(result: TargetResult, load: Load) -> Summary | None:
+    return next((s for s in result.summaries if s.load == load), None)
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -79,27 +74,25 @@ def _load_table(rows: Sequence[Row]) -> list[str]:
     lines = [
         "| target | relay CPU µs per chunk | x nginx | added latency p50 / p99 (ms) "
         "| added TTFT p50 (ms) | peak RSS (MiB) | KiB per active stream | streams ok "
-        "| machine busy |",
+        "| other load |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        m = row.m
+        s = row.s
         direct = row.kind is Kind.DIRECT
         latency = (
-            f"{m.result.latency_us['p50'] / 1e3:.2f} / {m.result.latency_us['p99'] / 1e3:.2f} "
-            "(absolute)"
+            f"{s.latency_p50_us / 1e3:.2f} / {s.latency_p99_us / 1e3:.2f} (absolute)"
             if direct
             else f"{row.added_p50_ms:+.2f} / {row.added_p99_ms:+.2f}"
         )
-        ttft_p50 = m.result.ttft_ms["p50"]
-        ttft = f"{ttft_p50:.2f} (absolute)" if direct else f"{row.added_ttft_ms:+.2f}"
-        cpu = _num(m.cpu_us_per_chunk)
-        if m.helper_cpu_s is not None and m.result.chunks:
-            cpu += f" (+{m.helper_cpu_s / m.result.chunks * 1e6:.1f} redis-server)"
+        ttft = f"{s.ttft_p50_ms:.2f} (absolute)" if direct else f"{row.added_ttft_ms:+.2f}"
+        cpu = _num(s.cpu_us_per_chunk)
+        if s.helper_us_per_chunk is not None:
+            cpu += f" (+{s.helper_us_per_chunk:.1f} redis-server)"
+        rss = _num(s.rss_peak / _MIB if s.rss_peak else None)
         lines.append(
-            f"| {row.title} | {cpu} | {_num(row.x_nginx, 2)} | {latency} | {ttft} "
-            f"| {_num(m.rss_peak / _MIB if m.rss_peak else None)} | {_num(row.kib_per_stream)} "
-            f"| {m.result.ok}/{m.result.streams} | {m.machine_busy:.0%} |"
+            f"| {row.title} | {cpu} | {_num(row.x_nginx, 2)} | {latency} | {ttft} | {rss} "
+            f"| {_num(s.kib_per_stream)} | {s.worst_ok}/{s.streams} | {s.other_load:.0%} |"
         )
     return lines
 
@@ -149,21 +142,21 @@ def _targets(results: Sequence[TargetResult], profile: Profile) -> list[str]:
         for row in rows:
             if row.kind is not Kind.SSERELAY:
                 continue
-            cpu = row.m.cpu_us_per_chunk
+            cpu = row.s.cpu_us_per_chunk
             if row.nginx_budget is not None and row.x_nginx is not None:
                 ok = row.x_nginx <= row.nginx_budget
                 lines.append(
                     f"| {row.title}: CPU per chunk vs nginx | {load.label} | {row.x_nginx:.2f}x "
                     f"| ≤ {row.nginx_budget:g}x | {'yes' if ok else 'no'} |"
                 )
-            naive_cpu = naive.m.cpu_us_per_chunk if naive else None
+            naive_cpu = naive.s.cpu_us_per_chunk if naive else None
             if cpu and naive_cpu:
                 ratio = naive_cpu / cpu
                 lines.append(
                     f"| {row.title}: CPU per chunk vs naive | {load.label} | {ratio:.1f}x less "
                     f"| ≥ {_NAIVE_FACTOR}x less | {'yes' if ratio >= _NAIVE_FACTOR else 'no'} |"
                 )
-            kib = row.kib_per_stream
+            kib = row.s.kib_per_stream
             if kib is not None:
                 lines.append(
                     f"| {row.title}: memory per active stream | {load.label} | {kib:.1f} KiB "
@@ -200,23 +193,40 @@ def render(
         f"`make bench` (`python -m sserelay.bench --profile {profile_name}`). Machine: "
         f"{_machine(machine)}.",
         "",
-        "**The machine is shared** with other engineers' test runs: absolute figures drift "
-        "from run to run; compare rows within one run (the ratios to nginx are what the "
-        "targets are stated in).",
+        "**The machine is shared** with other engineers' test runs, which come and go "
+        "during a run: absolute figures drift from run to run, so compare rows within one "
+        "run (the issue's targets are ratios to nginx in the same run). The *other load* "
+        "column is the share of all cores used during a run by processes outside the "
+        "benchmark; where it is high, latency figures measure the machine's run queue more "
+        "than the relay. CPU per chunk, counted per process, is far less disturbed.",
         "",
-        "How it measures: a fake OpenAI upstream (its own process) sends each token as its "
-        "send time (`time.time_ns()`); a load generator (its own process, asyncio + aiohttp) "
-        "opens K streams at once and takes, per token, receive time minus that stamp. *Added* "
-        "latency and time to first token are a target's percentile minus the direct run's "
-        "under the same load. Relay CPU is utime+stime from `/proc/<pid>/stat` of the relay's "
-        "own process(es) only (nginx: its worker; sserelay and the Flask baseline: the server "
-        "process) across the run, divided by the tokens delivered; the fake upstream, the load "
-        "generator and redis-server are never counted (redis-server's share is shown beside "
-        "the Redis rows). Memory per stream is (peak RSS under load - RSS before) / K. Each "
-        "target runs in a fresh process per load, after a 2-stream warm-up. The naive "
-        "baseline is `sserelay.bench.naive_relay`: the tutorial's Flask code on the openai "
-        "SDK, served by `flask run --with-threads` (werkzeug, a thread per request), as the "
-        "tutorial serves it.",
+        "How it measures:",
+        "",
+        "- A fake OpenAI upstream (`sserelay.testing.fake_upstream`, its own process) sends "
+        "each token as its send time, `time.time_ns()`. A load generator "
+        "(`sserelay.bench.loadgen`, its own process, asyncio + aiohttp) opens K streams, "
+        "their starts spread evenly over one token interval (as independent users' streams "
+        "are; started in one instant, K paced streams would send synchronised bursts of K), "
+        "and takes for each token receive time minus stamp.",
+        "- *Added* latency and time to first token (TTFT) are a target's percentile minus the "
+        "direct run's under the same load; they can come out negative when the machine was "
+        "busier during the direct run.",
+        "- Relay CPU is utime+stime from `/proc/<pid>/stat` of the relay's own processes only "
+        "(nginx: its one worker; sserelay and the Flask baseline: the server process), over "
+        "the run, divided by the tokens delivered, so per-stream costs (connections, "
+        "request parsing) are spread over its 100 tokens. The fake upstream, the load "
+        "generator and redis-server are not counted; redis-server's share is shown beside "
+        "the Redis rows. The clock tick is 10 ms, so a figure is good to about 1%.",
+        "- Memory per active stream is (peak RSS under load - RSS before) / K; all K streams "
+        "are open at once.",
+        f"- Every target runs in a fresh process for each of {profile.repeats} run(s) per "
+        "load (the naive baseline: 1), after a 2-stream warm-up; each figure is the median "
+        "over the runs, taken on its own.",
+        "- The naive baseline (`sserelay.bench.naive_relay`) is the tutorial's Flask code on "
+        "the openai SDK, served as the tutorial serves it: `flask run --with-threads` "
+        "(werkzeug's threaded server, one thread per request).",
+        "- nginx is Debian's, one worker process, `proxy_buffering off`, HTTP/1.1 keep-alive "
+        "to the upstream (`sserelay.bench.nginx`).",
         "",
     ]
     if plot:

@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sserelay.bench.figures import Measurement, RampStep, Summary, summarise
 from sserelay.bench.loadgen import LoadResult, RequestSpec
-from sserelay.bench.procstat import RssSampler, cpu_seconds, machine_ticks, rss_bytes
+from sserelay.bench.procstat import RssSampler, cpu_seconds, machine_cpu_seconds, rss_bytes
 from sserelay.bench.profiles import Load, Profile
 from sserelay.bench.targets import BenchEnv, Kind, Running, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
 
-__all__ = ["Measurement", "RampStep", "TargetResult", "run_benchmark"]
+__all__ = ["TargetResult", "run_benchmark"]
 
 # A tiny load that opens connections and warms caches before anything is measured; a target
 # that cannot serve it is reported unavailable (e.g. an endpoint that does not exist yet).
@@ -32,39 +33,11 @@ _WARM_UP = Load(streams=2, tokens=3, rate=100)
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    load: Load
-    result: LoadResult
-    cpu_s: float | None  # the relay's own processes; None for direct (there is no relay)
-    helper_cpu_s: float | None  # e.g. redis-server, which the relay makes work
-    rss_before: int | None
-    rss_peak: int | None
-    machine_busy: float  # share of all cores busy during the run, every process included
-
-    @property
-    def cpu_us_per_chunk(self) -> float | None:
-        if self.cpu_s is None or not self.result.chunks:
-            return None
-        return self.cpu_s / self.result.chunks * 1e6
-
-    @property
-    def failed(self) -> int:
-        return self.result.streams - self.result.ok
-
-
-@dataclass(frozen=True, slots=True)
-class RampStep:
-    streams: int
-    p99_us: float
-    failed: int
-
-
 @dataclass(slots=True)
 class TargetResult:
     target: Target
     unavailable: str | None = None
-    measurements: list[Measurement] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
     ramp: list[RampStep] = field(default_factory=list)
 
 
@@ -98,18 +71,20 @@ def _warm_up(target: Target, running: Running) -> None:
         raise TargetUnavailable(f"not yet available ({reason})")
 
 
-def measure(target: Target, running: Running, load: Load) -> Measurement:
+def measure(target: Target, running: Running, env: BenchEnv, load: Load) -> Measurement:
     spec = target.request(running.url, load)
-    charged = running.pids()
+    charged, helpers = running.pids(), running.helper_pids()
+    upstream = [env.upstream.proc.pid]
     rss_before = rss_bytes(charged) if charged else None
-    cpu_before, helper_before = cpu_seconds(charged), cpu_seconds(running.helper_pids())
-    busy_before, total_before = machine_ticks()
+    cpu_before, helper_before = cpu_seconds(charged), cpu_seconds(helpers)
+    upstream_before = cpu_seconds(upstream)
+    busy_before, total_before = machine_cpu_seconds()
     with RssSampler(running.pids) as rss:
         result = run_loadgen(spec, load)
-    busy, total = machine_ticks()
+    busy, total = machine_cpu_seconds()
     cpu = cpu_seconds(running.pids()) - cpu_before
-    helpers = running.helper_pids()
     helper_cpu = cpu_seconds(helpers) - helper_before
+    ours = cpu + helper_cpu + cpu_seconds(upstream) - upstream_before + result.cpu_s
     return Measurement(
         load=load,
         result=result,
@@ -117,16 +92,8 @@ def measure(target: Target, running: Running, load: Load) -> Measurement:
         helper_cpu_s=helper_cpu if helpers else None,
         rss_before=rss_before,
         rss_peak=rss.peak if charged else None,
-        machine_busy=(busy - busy_before) / max(1, total - total_before),
+        other_load=max(0.0, busy - busy_before - ours) / max(1e-9, total - total_before),
     )
-
-
-def _median_run(samples: Sequence[Measurement]) -> Measurement:
-    """The repetition with the median CPU figure (latency comes along with it, unmixed)."""
-    if len(samples) == 1 or samples[0].cpu_s is None:
-        return samples[0]
-    ranked = sorted(samples, key=lambda m: m.cpu_s or 0.0)
-    return ranked[(len(ranked) - 1) // 2]
 
 
 def _ramp(
@@ -158,17 +125,17 @@ def _run_target(
     ramp: list[RampStep] = []
     try:
         for index, load in enumerate(profile.loads):
-            samples = []
+            runs: list[Measurement] = []
             repeats = min(profile.repeats, target.max_repeats or profile.repeats)
             for repeat in range(repeats):
                 with launch(target, env) as running:
                     _warm_up(target, running)
-                    samples.append(measure(target, running, load))
-                    log(_describe(target, samples[-1]))
+                    runs.append(measure(target, running, env, load))
+                    log(_describe(target, runs[-1]))
                     if index == len(profile.loads) - 1 and repeat == repeats - 1:
                         # The ramp measures no memory, so it can reuse the last process.
                         ramp = _ramp(target, running, profile, direct_ramp, log)
-            outcome.measurements.append(_median_run(samples))
+            outcome.summaries.append(summarise(runs))
         outcome.ramp = ramp
     except TargetUnavailable as exc:
         outcome.unavailable = str(exc)
@@ -181,13 +148,13 @@ def _run_target(
 
 
 def _describe(target: Target, m: Measurement) -> str:
-    cpu = m.cpu_us_per_chunk
+    cpu = m.per_chunk_us(m.cpu_s)
     cpu_text = "—" if cpu is None else f"{cpu:.1f} µs/chunk"
     lat = m.result.latency_us
     return (
         f"{target.title} | {m.load.label}: {cpu_text}, latency p50 {lat['p50'] / 1e3:.2f} ms"
         f" p99 {lat['p99'] / 1e3:.2f} ms, {m.result.ok}/{m.result.streams} streams ok,"
-        f" machine {m.machine_busy:.0%} busy"
+        f" other load {m.other_load:.0%}"
     )
 
 
@@ -214,5 +181,5 @@ def run_benchmark(profile: Profile, targets: Sequence[Target], log: Log) -> list
             if target.kind is Kind.DIRECT:
                 direct_ramp = {s.streams: s.p99_us for s in outcome.ramp}
             results.append(outcome)
-    timed_log(f"done; median of {profile.repeats} run(s) per load")
+    timed_log(f"done; medians of {profile.repeats} run(s) per load")
     return results

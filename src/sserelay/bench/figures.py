@@ -1,0 +1,92 @@
+"""The figures: what one run measured, and the per-figure medians over repeated runs."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sserelay.bench.loadgen import LoadResult
+from sserelay.bench.profiles import Load
+
+__all__ = ["Measurement", "RampStep", "Summary", "summarise"]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One run of one load through one target."""
+
+    load: Load
+    result: LoadResult
+    cpu_s: float | None  # the relay's own processes; None for direct (there is no relay)
+    helper_cpu_s: float | None  # e.g. redis-server, which the relay makes work
+    rss_before: int | None
+    rss_peak: int | None
+    # Share of all cores used during the run by processes outside the benchmark: on a
+    # shared machine, the figure that says how far to trust the latencies.
+    other_load: float
+
+    def per_chunk_us(self, cpu_s: float | None) -> float | None:
+        if cpu_s is None or not self.result.chunks:
+            return None
+        return cpu_s / self.result.chunks * 1e6
+
+    @property
+    def kib_per_stream(self) -> float | None:
+        if self.rss_peak is None or self.rss_before is None:
+            return None
+        return max(0, self.rss_peak - self.rss_before) / self.load.streams / 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RampStep:
+    streams: int
+    p99_us: float
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Medians over a target's runs of one load, each figure on its own: on a shared
+    machine one disturbed run should move no figure, and per-figure medians see to that."""
+
+    load: Load
+    runs: int
+    cpu_us_per_chunk: float | None
+    helper_us_per_chunk: float | None
+    latency_p50_us: float
+    latency_p99_us: float
+    ttft_p50_ms: float
+    rss_peak: int | None
+    kib_per_stream: float | None
+    other_load: float
+    worst_ok: int  # streams completed in the worst run
+
+    @property
+    def streams(self) -> int:
+        return self.load.streams
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def summarise(runs: Sequence[Measurement]) -> Summary:
+    def each(figure: Callable[[Measurement], float | None]) -> float | None:
+        return _median([figure(m) for m in runs])
+
+    rss = each(lambda m: m.rss_peak)
+    return Summary(
+        load=runs[0].load,
+        runs=len(runs),
+        cpu_us_per_chunk=each(lambda m: m.per_chunk_us(m.cpu_s)),
+        helper_us_per_chunk=each(lambda m: m.per_chunk_us(m.helper_cpu_s)),
+        latency_p50_us=each(lambda m: m.result.latency_us["p50"]) or 0.0,
+        latency_p99_us=each(lambda m: m.result.latency_us["p99"]) or 0.0,
+        ttft_p50_ms=each(lambda m: m.result.ttft_ms["p50"]) or 0.0,
+        rss_peak=None if rss is None else int(rss),
+        kib_per_stream=each(lambda m: m.kib_per_stream),
+        other_load=each(lambda m: m.other_load) or 0.0,
+        worst_ok=min(m.result.ok for m in runs),
+    )
