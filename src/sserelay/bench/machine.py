@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Machine", "cpu_model", "describe_machine", "nginx_version"]
+__all__ = ["Machine", "cpu_model", "describe_machine", "nginx_version", "source_revision"]
 
 
 def cpu_model() -> str:
@@ -43,6 +43,18 @@ def nginx_version(executable: str = "nginx") -> str | None:
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ") or None
 
 
+def source_revision() -> str | None:
+    """The checkout's commit (``-dirty`` with uncommitted changes): what was measured."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True, text=True, check=False, timeout=10,
+        )  # fmt: skip
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
 @dataclass(frozen=True, slots=True)
 class Machine:
     cpu: str
@@ -52,6 +64,7 @@ class Machine:
     nginx: str | None
     kernel: str
     date: str
+    revision: str | None
 
 
 def describe_machine() -> Machine:
@@ -63,4 +76,5 @@ def describe_machine() -> Machine:
         nginx=nginx_version(),
         kernel=platform.release(),
         date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        revision=source_revision(),
     )

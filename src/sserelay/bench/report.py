@@ -175,8 +175,8 @@ def _targets(results: Sequence[TargetResult], profile: Profile) -> list[str]:
 def _machine(machine: Machine) -> str:
     return (
         f"{machine.cores} cores ({machine.cpu}), {machine.ram_gib:.0f} GiB RAM, "
-        f"Linux {machine.kernel}, Python {machine.python}, nginx {machine.nginx or 'absent'}; "
-        f"run {machine.date}"
+        f"Linux {machine.kernel}, Python {machine.python}, {machine.nginx or 'no nginx'}; "
+        f"run {machine.date}, sserelay at {machine.revision or 'an unknown revision'}"
     )
 
 
