@@ -34,6 +34,8 @@ class Settings:
     # An SSE comment this often on every stream, also while waiting for the first token:
     # proxies drop silent connections (nginx after 60 s, Cloudflare after 100 s).
     heartbeat: float = 15.0
+    # A follower whose socket accepts no write for this long is dropped (it can resume).
+    slow_client_timeout: float = 30.0
     # Stream log: in memory unless a Redis URL is given (then shared by all instances).
     redis_url: str | None = None
     retention: float = 600.0

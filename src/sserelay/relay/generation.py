@@ -55,8 +55,14 @@ class _Running:
 class Generations:
     """Starts generations into `log` and tracks this instance's followers of them."""
 
-    def __init__(self, log: StreamLog) -> None:
+    def __init__(
+        self, log: StreamLog, *, heartbeat: float = 15.0, slow_client_timeout: float = 30.0
+    ) -> None:
         self.log = log
+        # How followers' connections are kept: comments when idle, and dropping a client
+        # that stopped reading (it can resume from the log).
+        self.heartbeat = heartbeat
+        self.slow_client_timeout = slow_client_timeout
         self._running: dict[str, _Running] = {}
 
     async def start(

@@ -36,13 +36,16 @@ class EventStreamResponse(Response):
         headers: dict[str, str] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
         heartbeat: float | None = None,
+        slow_client_timeout: float | None = None,
     ) -> None:
         self.status_code = 200
         self.background = None
         self.chunks = body
         self.on_close = on_close
         self.heartbeat = heartbeat
+        self.slow_client_timeout = slow_client_timeout
         self._sent = 0
+        self._in_send = False
         self.raw_headers = list(SSE_HEADERS)
         if headers:
             self.raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
@@ -53,8 +56,8 @@ class EventStreamResponse(Response):
             pump = asyncio.ensure_future(self._pump(send))
             watch = asyncio.ensure_future(_wait_for_disconnect(receive))
             helpers = [watch]
-            if self.heartbeat:
-                helpers.append(asyncio.ensure_future(self._beat(send, self.heartbeat)))
+            if self.heartbeat or self.slow_client_timeout:
+                helpers.append(asyncio.ensure_future(self._monitor(send, pump)))
             try:
                 await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -77,19 +80,38 @@ class EventStreamResponse(Response):
         async for chunk in self.chunks:
             # One dict reused for every chunk: the server reads it synchronously in send().
             message["body"] = chunk
-            self._sent += 1
+            self._in_send = True
             await send(message)
+            self._in_send = False
+            self._sent += 1
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _beat(self, send: Send, interval: float) -> None:
-        # A comment only when nothing else was sent for a whole interval: the hot path pays
-        # one integer increment per chunk, not a timer.
-        seen = -1
+    async def _monitor(self, send: Send, pump: asyncio.Future[None]) -> None:
+        """Heartbeats, and dropping a client that stopped reading.
+
+        A comment is sent only when nothing else was sent for a whole interval. A client
+        whose socket has not accepted a write for `slow_client_timeout` seconds is dropped:
+        the stream lives on in the log, so it can resume with Last-Event-ID, while the
+        upstream and the other followers never wait for it. The hot path pays two flag
+        stores and an increment per chunk, not a timer.
+        """
+        loop = asyncio.get_running_loop()
+        heartbeat, slow = self.heartbeat, self.slow_client_timeout
+        tick = min(t for t in (heartbeat, slow) if t) / 2
+        seen, quiet_since = self._sent, loop.time()
         while True:
-            await asyncio.sleep(interval)
-            if self._sent == seen:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            if self._sent != seen:
+                seen, quiet_since = self._sent, now
+                continue
+            if self._in_send:
+                if slow and now - quiet_since >= slow:
+                    pump.cancel()
+                    return
+            elif heartbeat and now - quiet_since >= heartbeat:
                 await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
-            seen = self._sent
+                quiet_since = now
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

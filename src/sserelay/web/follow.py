@@ -36,7 +36,8 @@ def follow_response(
         _payloads(generations, stream_id, after),
         headers={"x-sserelay-stream": stream_id},
         on_close=done,
-        heartbeat=heartbeat,
+        heartbeat=heartbeat or generations.heartbeat,
+        slow_client_timeout=generations.slow_client_timeout,
     )
 
 
