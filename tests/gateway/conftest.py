@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 
 from sserelay.testing.procs import ServerProcess
-from tests.conftest import Upstream, start_relay
+from tests.conftest import PROVIDER_KEY, Upstream, start_relay
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    """The gateway's own fake upstream process (only PROVIDER_KEY opens it): its records of
+    model listings and Anthropic requests stay out of other test directories' way."""
+    argv = [sys.executable, "-m", "sserelay.testing.fake_upstream", "--port", "{port}",
+            "--require-key", PROVIDER_KEY]
+    with ServerProcess(argv) as server:
+        yield Upstream(server)
 
 
 def write_config(path: Path, upstream_url: str, *, abandoned: str = "drain", extra: str = ""
@@ -43,8 +53,15 @@ models = ["flaky-first"]
 base_url = "{upstream_url}/v1"
 models = ["flaky-first"]
 
+[upstreams.claude]
+kind = "anthropic"
+base_url = "{upstream_url}"
+api_key_env = "OPENAI_API_KEY"
+models = ["claude-fake"]
+
 [aliases]
 fast = "gpt-4o-mini"
+sonnet = "claude-fake"
 {extra}
 """)
     return path

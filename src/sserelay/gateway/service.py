@@ -130,7 +130,7 @@ class Gateway:
             reply = await route.provider.send(
                 exchange.upstream_api, route.model, exchange.request(body), stream=True
             )
-            relay = exchange.stream_filter(strip_usage=not wants_usage,
+            relay = exchange.stream_filter(body, strip_usage=not wants_usage,
                                            redact=route.provider.redact)
             try:
                 first = await read_first(reply, relay)
@@ -163,7 +163,7 @@ class Gateway:
                 raw = await reply.read_body()
             finally:
                 reply.close()
-            answer, usage = exchange.answer(raw, route.provider.redact)
+            answer, usage = exchange.answer(raw, body)
             return route, answer, usage
 
         route, answer, usage = await with_retries(routes, attempt, self.config.retry)
