@@ -12,6 +12,8 @@ stripped; header keys override prefix keys). The keys are the fields of `Scenari
 Every request is recorded (headers including Authorization, JSON body, whether the client
 disconnected and whether the response ended cleanly): ``GET /_fake/requests`` lists them,
 ``POST /_fake/reset`` forgets them.
+
+``POST /v1/messages`` answers in Anthropic's wire format instead (``fake_anthropic.py``).
 """
 
 from __future__ import annotations
@@ -544,6 +546,12 @@ class FakeUpstream:
             await _respond(send, 404, _error_body(404, f"Unknown request URL: {method} {path}."))
 
     async def _serve(self, record: RequestRecord, conn: _Connection) -> None:
+        if record.path == "/v1/messages":
+            # Anthropic's Messages API, in its own wire format and auth header.
+            from sserelay.testing.fake_anthropic import serve_messages
+
+            await serve_messages(record, conn, self.require_key)
+            return
         bearer = record.headers.get("authorization")
         if self.require_key is not None and bearer != f"Bearer {self.require_key}":
             await _send_error(conn, 401, "Incorrect API key provided.")
