@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from sserelay.codec import SSEDecodeError, SSEDecoder, encode_event
-from sserelay.gateway.errors import anthropic_error_event, responses_error_event
+from sserelay.error_shapes import anthropic_error_event, responses_error_event
 from sserelay.keys.ledger import Usage
 from sserelay.providers.base import Api
 from sserelay.providers.errors import ProviderError

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from sserelay.codec import DONE, SSEDecodeError, SSEDecoder, encode_event
-from sserelay.gateway.errors import openai_error_event
+from sserelay.error_shapes import openai_error_event
 from sserelay.keys.ledger import Usage
 from sserelay.providers.errors import ProviderError
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from sserelay.gateway.errors import GatewayError, anthropic_error_event
+from sserelay.error_shapes import GatewayError, anthropic_error_event
 from sserelay.providers.errors import ProviderError
 from sserelay.translation.pipeline import Chunk
 

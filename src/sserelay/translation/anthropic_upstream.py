@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from sserelay.codec import SSEDecodeError, SSEDecoder
-from sserelay.gateway.errors import GatewayError
+from sserelay.error_shapes import GatewayError
 from sserelay.providers.errors import ProviderError
 from sserelay.translation.chat_stream import mid_stream_error
 from sserelay.translation.pipeline import Chunk

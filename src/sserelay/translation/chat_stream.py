@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from sserelay.codec import DONE, SSEDecodeError, SSEDecoder
-from sserelay.gateway.errors import openai_error_event
+from sserelay.error_shapes import openai_error_event
 from sserelay.providers.errors import ProviderError
 from sserelay.translation.pipeline import Chunk
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from sserelay.gateway.errors import GatewayError, responses_error_event
+from sserelay.error_shapes import GatewayError, responses_error_event
 from sserelay.providers.errors import ProviderError
 from sserelay.translation.pipeline import Chunk
 
