@@ -30,37 +30,46 @@ def write_plot(results: Sequence[TargetResult], profile: Profile, path: Path) ->
 
     measured = [r for r in results if r.summaries]
     titles = [r.target.title for r in measured]
-    fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(13, 0.55 * len(titles) + 2.2))
+    fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(13, 0.6 * len(titles) + 2.4))
     height = 0.8 / max(1, len(profile.loads))
+    top_cpu, top_lat = 1.0, 1.0
     for index, load in enumerate(profile.loads):
         rows = {row.title: row for row in rows_for(measured, load)}
         offsets = [i + index * height for i in range(len(titles))]
-        cpu = [_or_zero(rows[t].s.cpu_us_per_chunk) if t in rows else 0.0 for t in titles]
+        cpu = [rows[t].s.cpu_us_per_chunk if t in rows else None for t in titles]
+        # Direct is the reference: it has neither relay CPU nor added latency.
         lat = [
-            rows[t].added_p99_ms if t in rows and rows[t].kind is not Kind.DIRECT else 0.0
+            rows[t].added_p99_ms if t in rows and rows[t].kind is not Kind.DIRECT else None
             for t in titles
         ]
-        bars = cpu_ax.barh(offsets, cpu, height, label=load.label)
-        cpu_ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=2)
-        bars = lat_ax.barh(offsets, lat, height, label=load.label)
-        lat_ax.bar_label(bars, fmt="%+.1f", fontsize="x-small", padding=2)
+        bars = cpu_ax.barh(offsets, [_or_zero(v) for v in cpu], height, label=load.label)
+        cpu_ax.bar_label(bars, [_label(v, "{:.1f}") for v in cpu], fontsize="x-small", padding=2)
+        bars = lat_ax.barh(offsets, [_or_zero(v) for v in lat], height)
+        lat_ax.bar_label(bars, [_label(v, "{:+.1f}") for v in lat], fontsize="x-small", padding=2)
+        top_cpu = max([top_cpu, *(v for v in cpu if v is not None)])
+        top_lat = max([top_lat, *(v for v in lat if v is not None)])
     ticks = [i + height * (len(profile.loads) - 1) / 2 for i in range(len(titles))]
     for ax in (cpu_ax, lat_ax):
         ax.set_yticks(ticks, titles)
         ax.invert_yaxis()
-        ax.grid(axis="x", which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
-    # Log scales: the naive baseline is two orders of magnitude above the rest.
-    cpu_ax.set_xscale("log")
-    cpu_ax.set_xlabel("relay CPU µs per relayed chunk (log; direct has no relay)")
+        ax.grid(axis="x", which="major", alpha=0.3)
+    cpu_ax.set_xlim(0, top_cpu * 1.15)  # room for the value labels
+    cpu_ax.set_xlabel("relay CPU µs per relayed chunk (direct: no relay)")
+    # Symlog: added latencies span from about zero to seconds for the naive baseline.
     lat_ax.set_xscale("symlog", linthresh=1.0)
+    lat_ax.set_xlim(right=top_lat * 4)
     lat_ax.set_xlabel("p99 added latency vs direct, ms (symlog)")
     lat_ax.tick_params(labelleft=False)
+    fig.legend(loc="lower center", ncols=len(profile.loads), fontsize="small")
     fig.suptitle("sserelay benchmark (shared 2-core machine; compare within the run)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _label(value: float | None, fmt: str) -> str:
+    return "" if value is None else fmt.format(value)
 
 
 def _or_zero(value: float | None) -> float:

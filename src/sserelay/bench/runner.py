@@ -103,19 +103,36 @@ def _ramp(
     direct: dict[int, float],
     log: Log,
 ) -> list[RampStep]:
-    """Raise K until p99 added latency (vs direct at the same K) passes the limit."""
+    """Raise K until p99 added latency (vs direct at the same K) passes the limit.
+
+    A step over the limit is tried once more before the search stops, and direct's steps
+    are all run twice, the better run kept: one burst of other processes' work on a shared
+    machine should not decide the answer."""
     steps: list[RampStep] = []
+    is_direct = target.kind is Kind.DIRECT
     for streams in profile.ramp_streams:
         load = Load(streams, profile.ramp_tokens, profile.ramp_rate)
-        result = run_loadgen(target.request(running.url, load), load)
-        step = RampStep(streams, result.latency_us["p99"], result.streams - result.ok)
+        step: RampStep | None = None
+        for _attempt in range(2):
+            result = run_loadgen(target.request(running.url, load), load)
+            tried = RampStep(streams, result.latency_us["p99"], result.streams - result.ok)
+            if step is None or (tried.failed, tried.p99_us) < (step.failed, step.p99_us):
+                step = tried
+            if not is_direct and _within(step, direct, profile):
+                break
+        assert step is not None
         steps.append(step)
         added_ms = (step.p99_us - direct.get(streams, 0.0)) / 1e3
-        what = "p99" if target.kind is Kind.DIRECT else "p99 added"
+        what = "p99" if is_direct else "p99 added"
         log(f"  ramp {streams:>5} streams: {what} {added_ms:8.2f} ms, {step.failed} failed")
-        if target.kind is not Kind.DIRECT and (step.failed or added_ms >= profile.p99_limit_ms):
+        if not is_direct and not _within(step, direct, profile):
             break  # bounded: once over the limit, larger K only takes longer to say so
     return steps
+
+
+def _within(step: RampStep, direct: dict[int, float], profile: Profile) -> bool:
+    added_ms = (step.p99_us - direct.get(step.streams, 0.0)) / 1e3
+    return not step.failed and added_ms < profile.p99_limit_ms
 
 
 def _run_target(
