@@ -86,8 +86,14 @@ class RelayedStream:
     async def body(self) -> AsyncIterator[bytes]:
         yield self.first
         reply, stream = self.reply, self.stream
+        read, feed = reply.read_chunk, stream.feed  # the per-token loop: no lookups, no layers
         while not stream.done:
-            out = await _step(reply, stream)
+            try:
+                chunk = await read()
+            except ProviderError as error:
+                yield stream.fail(error)
+                break
+            out = feed(chunk) if chunk else stream.end()
             if out:
                 yield out
         self._complete = True

@@ -35,7 +35,7 @@ class HttpReply(ProviderReply):
 
     async def read_chunk(self) -> bytes:
         try:
-            return await self._content.readany()
+            return await self._content.readany()  # everything buffered, as one bytes
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
             raise _truncated() from None
         except TimeoutError:
