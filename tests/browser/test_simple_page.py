@@ -22,7 +22,7 @@ window.EventSource = class extends Original {
 
 def ask(page: Page, relay: ServerProcess, prompt: str, mode: str) -> None:
     page.add_init_script(TRACK_EVENTSOURCES)
-    page.goto(relay.url + "/")
+    page.goto(relay.url + "/simple")
     page.fill("#prompt", prompt)
     page.check(f"input[name=mode][value={mode}]")
     page.click("#send")

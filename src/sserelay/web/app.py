@@ -33,7 +33,12 @@ from sserelay.web.errors import (
 STATIC_DIR = resources.files("sserelay.web") / "static"
 
 
-async def page(request: Request) -> Response:
+async def chat_page(request: Request) -> Response:
+    return FileResponse(str(STATIC_DIR / "chat.html"), headers={"Cache-Control": "no-cache"})
+
+
+async def simple_page(request: Request) -> Response:
+    """The article's minimal page: a prompt box and the answer as text."""
     return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
 
 
@@ -70,7 +75,8 @@ def create_app(
             await gateway.aclose()
 
     routes = [
-        Route("/", page, methods=["GET"]),
+        Route("/", chat_page, methods=["GET"]),
+        Route("/simple", simple_page, methods=["GET"]),
         Route("/completion", article.completion, methods=["GET"]),
         Route("/completionChat", article.completion_chat, methods=["GET"]),
         Route("/completions/chat", article.completions_chat_post, methods=["POST"]),
