@@ -20,9 +20,7 @@ import orjson
 
 from sserelay.codec import ServerSentEvent, SSEDecodeError, SSEDecoder
 from sserelay.redaction import redact
-from sserelay.upstream.errors import UpstreamError
-
-_ERROR_BODY_LIMIT = 64 * 1024
+from sserelay.upstream import failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,23 +37,6 @@ class Timeouts:
         # The watchdog's period: a quarter of the shortest limit, so a limit is enforced
         # within 25 % of its value without a timer per chunk.
         return max(0.05, min(self.first_token, self.idle, self.total) / 4)
-
-
-_TIMEOUT_ERRORS = {
-    "first_token": UpstreamError(
-        "first_token_timeout",
-        "The model provider did not start answering in time.",
-        status=504,
-    ),
-    "idle": UpstreamError(
-        "idle_timeout", "The model provider stopped sending mid-answer.", ending="truncated"
-    ),
-    "total": UpstreamError(
-        "duration_limit",
-        "The answer took longer than sserelay allows and was cut off.",
-        ending="truncated",
-    ),
-}
 
 
 class OpenAIUpstream:
@@ -121,23 +102,16 @@ class UpstreamStream:
                     up.base_url + self._path, data=self._body, headers=headers
                 )
         except TimeoutError:
-            raise UpstreamError(
-                "upstream_timeout", "The model provider did not answer in time.", status=504
-            ) from None
+            raise failures.not_answering() from None
         except aiohttp.ClientError:
-            raise UpstreamError(
-                "upstream_unreachable", "The model provider could not be reached.", status=502
-            ) from None
+            raise failures.unreachable() from None
         self._response = response
         if response.status >= 400:
             await self._raise_for_status(response)
         ctype = response.headers.get("Content-Type", "")
         if not ctype.lower().startswith("text/event-stream"):
             response.close()
-            raise UpstreamError(
-                "upstream_bad_content_type",
-                "The model provider answered with something other than an event stream.",
-            )
+            raise failures.bad_content_type()
         return self
 
     async def __aexit__(
@@ -168,55 +142,25 @@ class UpstreamStream:
                     yield event
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
             if watchdog.expired:
-                raise _TIMEOUT_ERRORS[watchdog.expired] from None
-            raise UpstreamError(
-                "upstream_truncated",
-                "The connection to the model provider broke before the answer was complete.",
-                ending="truncated",
-            ) from None
+                raise failures.timeout_error(watchdog.expired) from None
+            raise failures.broken_off() from None
         except SSEDecodeError as exc:
-            raise UpstreamError("upstream_malformed", str(exc)) from None
+            raise failures.malformed(str(exc)) from None
         finally:
             watchdog.stop()
         if watchdog.expired:
-            raise _TIMEOUT_ERRORS[watchdog.expired]
+            raise failures.timeout_error(watchdog.expired)
         decoder.close()
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
-        status = response.status
         try:
-            raw = await response.content.read(_ERROR_BODY_LIMIT)
+            raw = await response.content.read(failures.ERROR_BODY_LIMIT)
         except aiohttp.ClientError:
             raw = b""
         finally:
             response.close()
-        detail = _error_message(raw)
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        redacted = self._upstream.redact(detail) if detail else ""
-        if status in (401, 403):
-            # The client cannot fix sserelay's provider credentials: this is our 502.
-            raise UpstreamError(
-                "upstream_auth", "The model provider rejected sserelay's credentials.", status=502
-            )
-        if status == 429:
-            raise UpstreamError(
-                "rate_limited",
-                "The model provider is rate limiting requests; try again shortly."
-                + (f" ({redacted})" if redacted else ""),
-                status=429,
-                retry_after=retry_after or 1.0,
-            )
-        if status < 500:
-            raise UpstreamError(
-                "upstream_rejected",
-                f"The model provider rejected the request: {redacted or f'HTTP {status}'}",
-                status=400 if status in (400, 404, 422) else 502,
-            )
-        raise UpstreamError(
-            "upstream_unavailable",
-            f"The model provider failed (HTTP {status}); try again shortly.",
-            status=503 if status == 503 else 502,
-            retry_after=retry_after,
+        raise failures.status_error(
+            response.status, raw, response.headers.get("Retry-After"), self._upstream.redact
         )
 
 
@@ -229,7 +173,7 @@ class _Watchdog:
 
     def __init__(self, response: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
         self.reads = 0
-        self.expired: str | None = None
+        self.expired: failures.Limit | None = None
         self._response = response
         self._timeouts = timeouts
         self._loop = asyncio.get_running_loop()
@@ -255,28 +199,3 @@ class _Watchdog:
 
     def stop(self) -> None:
         self._handle.cancel()
-
-
-def _error_message(raw: bytes) -> str:
-    """The human part of an OpenAI-shaped (or vLLM-shaped) error body, else ''."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return ""
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            msg = err.get("message")
-            return msg if isinstance(msg, str) else ""
-        if isinstance(err, str):
-            return err
-    return ""
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

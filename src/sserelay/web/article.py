@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sserelay.codec import DONE, encode_event
+from sserelay.relay.article_format import error_event, text_events
 from sserelay.relay.generation import POLICIES, Generations, Outcome, Policy
-from sserelay.relay.openai_text import END_MARKER, Kind, text_deltas
+from sserelay.relay.openai_text import Kind, text_deltas
 from sserelay.settings import Settings
 from sserelay.streams import Ending
 from sserelay.upstream.errors import UpstreamError
@@ -46,28 +47,39 @@ async def completions_chat_post(request: Request) -> Response:
     """POST /completions/chat with {"prompt": ...} or {"messages": [...]}."""
     settings: Settings = request.app.state.settings
     body = await read_json_body(request, settings.max_body_bytes)
-    if "messages" in body:
-        messages = validate_messages(body["messages"], settings.max_prompt_chars)
-    elif "prompt" in body:
-        messages = [{"role": "user", "content": _validate_prompt(body["prompt"], settings)}]
-    else:
-        raise RequestError(400, 'The JSON body needs a "prompt" string or a "messages" list.')
-    return await _relay(request, "chat", messages)
+    return await _relay(request, "chat", messages_from_body(body, settings))
 
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
     """The request's JSON object, read up to `limit` bytes; a 4xx in words otherwise."""
-    ctype = request.headers.get("content-type", "")
-    if "json" not in ctype:
-        raise RequestError(415, "Send the request body as JSON (Content-Type: application/json).")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"The request body is larger than the limit of {limit} bytes.")
+    check_json_headers(
+        request.headers.get("content-type", ""), request.headers.get("content-length"), limit
+    )
     raw = bytearray()
     async for part in request.stream():
         raw += part
         if len(raw) > limit:
-            raise RequestError(413, f"The request body is larger than the limit of {limit} bytes.")
+            raise body_too_large(limit)
+    return parse_json_object(raw)
+
+
+# The request rules below take plain values, not a Starlette request, so the Flask and Django
+# integrations (sserelay.integrations) apply exactly the same ones.
+
+
+def check_json_headers(content_type: str, content_length: str | None, limit: int) -> None:
+    """415 unless the body is declared as JSON; 413 if it is declared larger than `limit`."""
+    if "json" not in content_type:
+        raise RequestError(415, "Send the request body as JSON (Content-Type: application/json).")
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise body_too_large(limit)
+
+
+def body_too_large(limit: int) -> RequestError:
+    return RequestError(413, f"The request body is larger than the limit of {limit} bytes.")
+
+
+def parse_json_object(raw: bytes | bytearray) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -77,14 +89,27 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def _prompt_from_query(request: Request) -> list[dict[str, str]]:
-    prompt = request.query_params.get("prompt")
+def messages_from_body(body: dict[str, Any], settings: Settings) -> list[dict[str, str]]:
+    """The conversation of a POST /completions/chat body: {"prompt"} or {"messages"}."""
+    if "messages" in body:
+        return validate_messages(body["messages"], settings.max_prompt_chars)
+    if "prompt" in body:
+        return [{"role": "user", "content": validate_prompt(body["prompt"], settings)}]
+    raise RequestError(400, 'The JSON body needs a "prompt" string or a "messages" list.')
+
+
+def prompt_messages(prompt: str | None, settings: Settings) -> list[dict[str, str]]:
+    """The conversation of a GET endpoint's `?prompt=` (None when it is missing)."""
     if prompt is None:
         raise RequestError(400, 'Add the question as a "prompt" query parameter: ?prompt=...')
-    return [{"role": "user", "content": _validate_prompt(prompt, request.app.state.settings)}]
+    return [{"role": "user", "content": validate_prompt(prompt, settings)}]
 
 
-def _validate_prompt(prompt: object, settings: Settings) -> str:
+def _prompt_from_query(request: Request) -> list[dict[str, str]]:
+    return prompt_messages(request.query_params.get("prompt"), request.app.state.settings)
+
+
+def validate_prompt(prompt: object, settings: Settings) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise RequestError(400, 'The "prompt" must be a non-empty string.')
     if len(prompt) > settings.max_prompt_chars:
@@ -135,16 +160,7 @@ async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -
         return await resume_response(generations, last_event_id, settings.heartbeat)
     policy = disconnect_policy(request, "cancel")
     upstream: OpenAIUpstream = request.app.state.upstream
-    if kind == "chat":
-        path = "/chat/completions"
-        payload: dict[str, Any] = {"model": settings.chat_model, "messages": messages}
-    else:
-        path = "/completions"
-        payload = {"model": settings.completion_model, "prompt": messages[-1]["content"]}
-    payload["stream"] = True
-    if settings.use_local_model:
-        payload["max_tokens"] = 512
-    stream = upstream.stream(path, payload)
+    stream = upstream.stream(*upstream_request(kind, messages, settings))
     # Wait for the upstream's answer for up to one heartbeat interval: a failure that comes
     # that early keeps a real HTTP status. A slower upstream gets a 200 and heartbeats
     # meanwhile, and a later failure becomes the stream's typed error ending.
@@ -173,19 +189,30 @@ async def article_payloads(
             await opening
         async for text in text_deltas(stream.events(), kind, upstream.redact):
             outcome.completion_chunks += 1
-            if text == END_MARKER:
-                # A token that is exactly "[DONE]" would read as the end marker: send it as
-                # two events, which concatenate to the same text.
-                yield encode_event("[DONE")
-                text = "]"
-            yield encode_event(text)
+            for payload in text_events(text):
+                yield payload
     except UpstreamError as exc:
         outcome.ending = Ending(exc.ending)
-        error = {"error": {"message": exc.message, "code": exc.code, "ending": exc.ending}}
-        yield encode_event(orjson.dumps(error).decode(), event="error")
+        yield error_event(exc)
     finally:
         await stream.__aexit__(None, None, None)
     yield DONE
+
+
+def upstream_request(
+    kind: Kind, messages: list[dict[str, str]], settings: Settings
+) -> tuple[str, dict[str, Any]]:
+    """The upstream path and streaming request body for an article endpoint."""
+    if kind == "chat":
+        path = "/chat/completions"
+        payload: dict[str, Any] = {"model": settings.chat_model, "messages": messages}
+    else:
+        path = "/completions"
+        payload = {"model": settings.completion_model, "prompt": messages[-1]["content"]}
+    payload["stream"] = True
+    if settings.use_local_model:
+        payload["max_tokens"] = 512
+    return path, payload
 
 
 def article_stop(outcome: Outcome) -> list[bytes]:

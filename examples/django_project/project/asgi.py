@@ -1,0 +1,9 @@
+"""ASGI entry point: `uvicorn project.asgi:application`; sserelay's views then stream on the
+server's event loop."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+application = get_asgi_application()
