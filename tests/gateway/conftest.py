@@ -59,6 +59,11 @@ base_url = "{upstream_url}"
 api_key_env = "OPENAI_API_KEY"
 models = ["claude-fake"]
 
+[upstreams.responder]
+base_url = "{upstream_url}/v1"
+responses = true
+models = ["gpt-resp"]
+
 [aliases]
 fast = "gpt-4o-mini"
 sonnet = "claude-fake"

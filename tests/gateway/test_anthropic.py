@@ -173,3 +173,29 @@ def test_anthropic_max_tokens_is_clamped(
         client.messages.create(model="fast", max_tokens=4000,
                                messages=[{"role": "user", "content": f"echo:{word}"}])
     assert records_with(upstream, word)[0]["body"]["max_tokens"] == 5
+
+
+def test_anthropic_passthrough_is_byte_identical(
+    gateway: ServerProcess, upstream: Upstream, keys: Keys
+) -> None:
+    """From an Anthropic-format upstream to an Anthropic client, the stream is the upstream's
+    own, byte for byte (pings included; here the upstream splits writes mid-line)."""
+    import re
+
+    import httpx
+
+    from tests.conftest import PROVIDER_KEY
+
+    body = {"model": "claude-fake", "max_tokens": 100, "stream": True,
+            "messages": [{"role": "user", "content": "[[scenario: split=1]] echo:" + TRICKY}]}
+    ids = re.compile(rb"msg_fake\d+")
+
+    def fetch(url: str, key: str) -> bytes:
+        reply = httpx.post(url + "/v1/messages", json=body, timeout=30,
+                           headers={"x-api-key": key, "anthropic-version": "2023-06-01"})
+        assert reply.status_code == 200, reply.text
+        return ids.sub(b"X", reply.content)
+
+    relayed = fetch(gateway.url, keys.full)
+    assert relayed == fetch(upstream.url, PROVIDER_KEY)
+    assert b"event: ping" in relayed

@@ -1,6 +1,6 @@
-"""The Responses API through the official openai SDK, from upstreams that do not implement
-it (the fake OpenAI-compatible one, as llama.cpp; and an Anthropic-format one): translated
-from chat completions."""
+"""The Responses API through the official openai SDK: passed through to an upstream that
+implements it, and translated from chat completions for upstreams that do not (the fake's
+chat mode, as llama.cpp; and an Anthropic-format one)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.conftest import Upstream
 from tests.gateway.conftest import Keys, marker, records_with
 
 TRICKY = "line one\n\n  two spaces\ndata: forged\n\nemoji 👩‍👩‍👧 <b>x</b> é \"q\" \\"
-MODELS = ["gpt-4o-mini", "claude-fake"]
+MODELS = ["gpt-resp", "gpt-4o-mini", "claude-fake"]  # native, from chat, from Anthropic
 
 
 def sdk(gateway: ServerProcess, key: str) -> openai.OpenAI:
@@ -55,6 +55,32 @@ def test_async_responses_stream_event_sequence(
         "response.output_text.delta", "response.output_text.done", "response.content_part.done",
         "response.output_item.done", "response.completed"]
     assert [n for _, n in events] == list(range(len(events)))
+
+
+def test_native_responses_stream_is_byte_identical(
+    gateway: ServerProcess, upstream: Upstream, keys: Keys
+) -> None:
+    """From an upstream that speaks the Responses API, the stream is the upstream's own, byte
+    for byte (framing normalised; here the upstream splits writes mid-line)."""
+    import re
+
+    import httpx
+
+    from tests.conftest import PROVIDER_KEY
+
+    body = {"model": "gpt-resp", "stream": True, "input": "[[scenario: split=1]] echo:" + TRICKY}
+    ids = re.compile(rb'(resp|msg)_fake\d+|"created_at":\d+')
+
+    def fetch(url: str, key: str) -> bytes:
+        reply = httpx.post(url, json=body, headers={"Authorization": f"Bearer {key}"},
+                           timeout=30)
+        assert reply.status_code == 200, reply.text
+        return ids.sub(b"X", reply.content)
+
+    direct = fetch(upstream.url + "/v1/responses", PROVIDER_KEY)
+    relayed = fetch(gateway.url + "/v1/responses", keys.full)
+    assert relayed == direct
+    assert records_with(upstream, TRICKY[:8])[-1]["path"] == "/v1/responses"
 
 
 @pytest.mark.parametrize("model", MODELS)

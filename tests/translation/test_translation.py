@@ -286,3 +286,13 @@ def test_truncated_translated_stream_is_an_error() -> None:
     raw = stream.end()
     assert b"event: error" in raw and stream.error is not None
     assert stream.error.ending == "truncated"
+
+
+def test_chunks_before_an_error_in_the_same_read_are_delivered() -> None:
+    """When content and an error arrive in one network read, the content is relayed first."""
+    stream = TranslatingFilter(ChatChunkReader(str), MessagesWriter())
+    raw = stream.feed(chunk({"role": "assistant", "content": ""}) + chunk({"content": "Hi"})
+                      + b'data: {"error": {"message": "boom"}}\n\n')
+    names = [name for name, _ in events_of(raw)]
+    assert names == ["message_start", "content_block_start", "content_block_delta", "error"]
+    assert stream.events == 2

@@ -13,7 +13,8 @@ Every request is recorded (headers including Authorization, JSON body, whether t
 disconnected and whether the response ended cleanly): ``GET /_fake/requests`` lists them,
 ``POST /_fake/reset`` forgets them.
 
-``POST /v1/messages`` answers in Anthropic's wire format instead (``fake_anthropic.py``).
+``POST /v1/messages`` answers in Anthropic's wire format instead (``fake_anthropic.py``), and
+``POST /v1/responses`` in the Responses API's (``fake_responses.py``).
 """
 
 from __future__ import annotations
@@ -564,6 +565,12 @@ class FakeUpstream:
             ]
             await conn.start(200, b"application/json")
             await conn.end(orjson.dumps({"object": "list", "data": models}))
+            return
+        if route == ("POST", "/v1/responses"):
+            # The Responses API, in its own event format.
+            from sserelay.testing.fake_responses import serve_responses
+
+            await serve_responses(record, conn)
             return
         if route not in (("POST", "/v1/chat/completions"), ("POST", "/v1/completions")):
             await _send_error(conn, 404, f"Unknown request URL: {record.method} {record.path}.")

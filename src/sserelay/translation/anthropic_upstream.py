@@ -11,7 +11,7 @@ passed on (chat completions has no standard place for them).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -218,12 +218,12 @@ class AnthropicChunkReader:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return {**self._head, "choices": [choice]}
 
-    def feed(self, data: bytes) -> Iterable[Chunk]:
+    def feed(self, data: bytes) -> Iterator[Chunk]:
+        """A generator: the chunks before an error in the same read still come out."""
         try:
             events = self._decoder.feed(data)
         except SSEDecodeError as exc:
             raise ProviderError("upstream_malformed", str(exc)) from None
-        chunks: list[Chunk] = []
         for event in events:
             if self.done:
                 break
@@ -235,8 +235,7 @@ class AnthropicChunkReader:
                 ) from None
             if not isinstance(payload, dict):
                 raise ProviderError("upstream_malformed", "The model provider sent a bad event.")
-            chunks += self._event(event.event, payload)
-        return chunks
+            yield from self._event(event.event, payload)
 
     def _event(self, name: str, event: dict[str, Any]) -> list[Chunk]:
         kind = event.get("type", name)

@@ -3,7 +3,7 @@ writing one to a client (for a chat client whose model speaks another API)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -35,12 +35,12 @@ class ChatChunkReader:
         self._decoder = SSEDecoder()
         self.done = False
 
-    def feed(self, data: bytes) -> Iterable[Chunk]:
+    def feed(self, data: bytes) -> Iterator[Chunk]:
+        """A generator: the chunks before an error in the same read still come out."""
         try:
             events = self._decoder.feed(data)
         except SSEDecodeError as exc:
             raise ProviderError("upstream_malformed", str(exc)) from None
-        chunks: list[Chunk] = []
         for event in events:
             if self.done:
                 break
@@ -60,8 +60,7 @@ class ChatChunkReader:
             choices = chunk.get("choices") or []
             if any(isinstance(c, dict) and c.get("finish_reason") == "error" for c in choices):
                 raise ProviderError("upstream_error", "The model provider failed mid-answer.")
-            chunks.append(chunk)
-        return chunks
+            yield chunk
 
 
 class ChatChunkWriter:
