@@ -1,0 +1,217 @@
+"""The stream log: every relayed stream is a log of already-encoded SSE payloads.
+
+One producer (the relay generating the stream) appends payloads; any number of followers,
+possibly on other sserelay instances, read everything strictly after a sequence number and
+then wait for more until the stream ends. Sequence numbers are 1-based per stream, and the
+SSE id a client sees is ``<stream_id>:<seq>`` (:func:`format_event_id`), which is what makes
+``Last-Event-ID`` resumption work on any instance.
+
+A follower receives, in order: an optional :class:`Gap` (entries it asked for were trimmed,
+so it is told rather than silently skipped), :class:`Entry` items, and exactly one
+:class:`End`. Implementations: :mod:`.memory_log` (one process) and :mod:`.redis_log`
+(shared across instances through Redis Streams); both pass the same test suite.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import re
+import secrets
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+__all__ = [
+    "End",
+    "Ending",
+    "Entry",
+    "Gap",
+    "LogClosed",
+    "LogItem",
+    "StreamEnded",
+    "StreamExists",
+    "StreamInfo",
+    "StreamLog",
+    "StreamLogError",
+    "UnknownStream",
+    "format_event_id",
+    "new_stream_id",
+    "parse_event_id",
+    "validate_stream_id",
+]
+
+# URL-safe base64 alphabet (what secrets.token_urlsafe produces); the length cap keeps ids
+# usable as Redis key parts and in headers. No ":" so "<stream>:<seq>" splits unambiguously.
+_STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# 18 digits stay below 2**63, so a seq always fits a Redis stream id part.
+_SEQ = re.compile(r"[0-9]{1,18}")
+
+
+class Ending(enum.StrEnum):
+    """Why a stream ended. Followers see exactly one, and every follower sees the same one."""
+
+    DONE = "done"
+    ERROR = "error"
+    ABORTED = "aborted"
+    TRUNCATED = "truncated"  # the producer was lost (its lease lapsed) or its log closed
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One appended payload."""
+
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Entries ``first`` to ``last`` (inclusive) were trimmed before this follower read them."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The terminal item of every follow: how the stream ended, plus an optional payload."""
+
+    ending: Ending
+    payload: bytes | None = None
+
+
+LogItem = Entry | Gap | End
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A snapshot of one stream. ``first_seq`` is ``last_seq + 1`` when nothing is retained."""
+
+    stream_id: str
+    ending: Ending | None  # None while live
+    last_seq: int
+    first_seq: int
+    meta: Mapping[str, str] = field(default_factory=dict)
+    end_payload: bytes | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.ending is None
+
+
+class StreamLogError(Exception):
+    """Base class of the stream log's errors."""
+
+
+class StreamExists(StreamLogError):
+    """``create`` was given the id of a stream that is live or still retained."""
+
+
+class UnknownStream(StreamLogError, LookupError):
+    """No such stream (never created, or expired), or a producer-only call on another's stream."""
+
+
+class StreamEnded(StreamLogError):
+    """``append`` on a stream that has ended, possibly ended by someone else (truncated)."""
+
+
+class LogClosed(StreamLogError):
+    """The log was closed while this call was using it."""
+
+
+def new_stream_id() -> str:
+    """A fresh, unguessable, URL-safe stream id."""
+    return secrets.token_urlsafe(12)
+
+
+def validate_stream_id(stream_id: str) -> str:
+    """Return ``stream_id`` unchanged, or raise ``ValueError`` if it is not a URL-safe token."""
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise ValueError(f"invalid stream id {stream_id!r}: expected 1-64 URL-safe characters")
+    return stream_id
+
+
+def format_event_id(stream_id: str, seq: int) -> str:
+    """The SSE ``id`` of entry ``seq`` of ``stream_id``."""
+    return f"{stream_id}:{seq}"
+
+
+def parse_event_id(text: str) -> tuple[str, int] | None:
+    """``(stream_id, seq)`` from a ``Last-Event-ID``, or None if it is not one of ours.
+
+    Untrusted input (a header or query parameter), so anything malformed is None, not an error.
+    """
+    stream_id, sep, seq = text.rpartition(":")
+    if not sep or not _STREAM_ID.fullmatch(stream_id) or not _SEQ.fullmatch(seq):
+        return None
+    return stream_id, int(seq)
+
+
+class StreamLog(abc.ABC):
+    """Append-only logs of SSE payloads, one per stream, with live following.
+
+    Producer calls (``create``, ``append``, ``end``, ``wait_for_cancel``) are made on the
+    instance that produces the stream; follower calls (``follow``, ``status``,
+    ``request_cancel``, ``cancel_requested``) work from any instance sharing the backend.
+    """
+
+    retention: float
+    max_entries: int
+
+    @abc.abstractmethod
+    async def create(self, stream_id: str, *, meta: Mapping[str, str] | None = None) -> None:
+        """Start a live, empty stream owned by this instance; ``StreamExists`` if taken."""
+
+    @abc.abstractmethod
+    async def append(self, stream_id: str, payload: bytes) -> int:
+        """Append one payload and return its seq (1, 2, ...); ``StreamEnded`` once ended."""
+
+    @abc.abstractmethod
+    async def end(self, stream_id: str, ending: Ending, payload: bytes | None = None) -> bool:
+        """End the stream after everything appended so far; it is kept for ``retention`` s.
+
+        The first ending wins: returns False (and changes nothing) if it had already ended.
+        """
+
+    @abc.abstractmethod
+    def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[LogItem, None]:
+        """Entries with seq > ``after`` (replay, then live), then exactly one ``End``.
+
+        A ``Gap`` precedes entries when some after ``after`` were trimmed. Raises
+        ``UnknownStream`` if the stream does not exist (or expires before it is read). Close
+        the iterator (``contextlib.aclosing``) when stopping early.
+        """
+
+    @abc.abstractmethod
+    async def status(self, stream_id: str) -> StreamInfo | None:
+        """A snapshot of the stream, or None if it is unknown or expired."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, stream_id: str) -> bool:
+        """Ask the producer to stop; True if the stream is live and the request was recorded."""
+
+    @abc.abstractmethod
+    async def cancel_requested(self, stream_id: str) -> bool:
+        """Whether a cancel was requested for this stream (False if unknown)."""
+
+    @abc.abstractmethod
+    async def wait_for_cancel(self, stream_id: str) -> bool:
+        """Producer side: wait until a cancel is requested (True) or the stream ends (False)."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release resources. Streams still live that this instance produces end truncated."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,193 @@
+"""The in-process stream log: the default when sserelay runs as one process.
+
+Each stream keeps its payloads in a ``deque(maxlen=max_entries)``, so an append is O(1) and
+stores only the caller's ``bytes`` object (plus the deque's amortised 64-slot blocks); the
+oldest entries fall off on their own, and ``first_seq`` is derived from ``last_seq`` and the
+length. Followers waiting for more park a future on the stream, and an append resolves them
+only when there are any, so an append nobody waits for allocates nothing else.
+
+The producer always lives in this process, so the "lease" is the log itself: when the log is
+closed, the streams it still holds live end ``truncated`` and their followers are told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping
+
+from .log import (
+    End,
+    Ending,
+    Entry,
+    Gap,
+    LogClosed,
+    LogItem,
+    StreamEnded,
+    StreamExists,
+    StreamInfo,
+    StreamLog,
+    UnknownStream,
+    validate_stream_id,
+)
+
+__all__ = ["MemoryStreamLog"]
+
+
+class _Stream:
+    __slots__ = (
+        "cancel_requested",
+        "cancel_waiters",
+        "end_payload",
+        "ending",
+        "entries",
+        "expiry",
+        "last_seq",
+        "meta",
+        "waiters",
+    )
+
+    def __init__(self, max_entries: int, meta: dict[str, str]) -> None:
+        self.entries: deque[bytes] = deque(maxlen=max_entries)
+        self.last_seq = 0
+        self.ending: Ending | None = None
+        self.end_payload: bytes | None = None
+        self.meta = meta
+        self.waiters: list[asyncio.Future[None]] = []
+        self.cancel_requested = False
+        self.cancel_waiters: list[asyncio.Future[None]] = []
+        self.expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def first_seq(self) -> int:
+        return self.last_seq - len(self.entries) + 1
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # a follower that was cancelled leaves a cancelled future
+            waiter.set_result(None)
+    waiters.clear()
+
+
+async def _park(waiters: list[asyncio.Future[None]]) -> None:
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    await waiter
+
+
+class MemoryStreamLog(StreamLog):
+    """Stream logs held in this process's memory."""
+
+    def __init__(self, *, retention: float = 600.0, max_entries: int = 10_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.retention = retention
+        self.max_entries = max_entries
+        self._streams: dict[str, _Stream] = {}
+        self._closed = False
+
+    def _get(self, stream_id: str) -> _Stream:
+        if self._closed:
+            raise LogClosed("the stream log is closed")
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise UnknownStream(stream_id)
+        return stream
+
+    async def create(self, stream_id: str, *, meta: Mapping[str, str] | None = None) -> None:
+        validate_stream_id(stream_id)
+        if self._closed:
+            raise LogClosed("the stream log is closed")
+        if stream_id in self._streams:
+            raise StreamExists(stream_id)
+        self._streams[stream_id] = _Stream(self.max_entries, dict(meta or {}))
+
+    async def append(self, stream_id: str, payload: bytes) -> int:
+        stream = self._get(stream_id)
+        if stream.ending is not None:
+            raise StreamEnded(stream_id)
+        stream.entries.append(payload)
+        stream.last_seq += 1
+        if stream.waiters:
+            _wake(stream.waiters)
+        return stream.last_seq
+
+    async def end(self, stream_id: str, ending: Ending, payload: bytes | None = None) -> bool:
+        return self._end(stream_id, self._get(stream_id), Ending(ending), payload)
+
+    def _end(self, stream_id: str, stream: _Stream, ending: Ending, payload: bytes | None) -> bool:
+        if stream.ending is not None:
+            return False
+        stream.ending, stream.end_payload = ending, payload
+        _wake(stream.waiters)
+        _wake(stream.cancel_waiters)
+        loop = asyncio.get_running_loop()
+        stream.expiry = loop.call_later(self.retention, self._expire, stream_id, stream)
+        return True
+
+    def _expire(self, stream_id: str, stream: _Stream) -> None:
+        if self._streams.get(stream_id) is stream:
+            del self._streams[stream_id]
+
+    async def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[LogItem, None]:
+        if after < 0:
+            raise ValueError(f"after must be >= 0, got {after}")
+        # Hold the stream object, not the id: expiry mid-follow must not cut a replay short.
+        stream = self._get(stream_id)
+        pos = after
+        while True:
+            # Re-read the bounds on every step: appends and trims happen while we are suspended.
+            while pos < stream.last_seq:
+                first = stream.first_seq
+                if pos + 1 < first:
+                    yield Gap(pos + 1, first - 1)
+                    pos = first - 1
+                    continue
+                pos += 1
+                yield Entry(pos, stream.entries[pos - first])
+            if stream.ending is not None:
+                yield End(stream.ending, stream.end_payload)
+                return
+            await _park(stream.waiters)
+
+    async def status(self, stream_id: str) -> StreamInfo | None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return None
+        return StreamInfo(
+            stream_id=stream_id,
+            ending=stream.ending,
+            last_seq=stream.last_seq,
+            first_seq=stream.first_seq,
+            meta=dict(stream.meta),
+            end_payload=stream.end_payload,
+        )
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.ending is not None:
+            return False
+        stream.cancel_requested = True
+        _wake(stream.cancel_waiters)
+        return True
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        stream = self._streams.get(stream_id)
+        return stream is not None and stream.cancel_requested
+
+    async def wait_for_cancel(self, stream_id: str) -> bool:
+        stream = self._get(stream_id)
+        while not stream.cancel_requested and stream.ending is None:
+            await _park(stream.cancel_waiters)
+        return stream.cancel_requested
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        for stream_id, stream in list(self._streams.items()):
+            self._end(stream_id, stream, Ending.TRUNCATED, None)
+            if stream.expiry is not None:
+                stream.expiry.cancel()
+        self._streams.clear()
+        self._closed = True

@@ -1,0 +1,659 @@
+"""The stream log in Redis Streams, shared by every sserelay instance using one Redis.
+
+Layout (``prefix`` defaults to ``sserelay:``): ``{prefix}{id}:log`` a Redis Stream,
+``{prefix}{id}:meta`` a hash (``owner``, ``ending``, ``end_payload``, ``cancel``, user meta as
+``m:<key>``), ``{prefix}{id}:lease`` the producer's lease, and
+``{prefix}instance:<instance_id>`` each instance's wake-up stream. Tested on Redis 7.0.
+
+Writes. The producer owns its stream (it holds the lease), so it assigns seqs locally and
+writes entry ``n`` with the explicit id ``0-n``. ``append`` only queues the payload and
+returns; one writer task sends everything queued, for all streams, in one pipeline, and
+whatever is appended while that round trip is in flight goes in the next one. So no append
+waits for Redis, the batch size follows the load (one entry when idle, hundreds under load),
+and the added latency is at most one in-flight round trip. The trade-off: a returned seq is
+queued, not yet stored; if this process dies, what was queued is lost, which is exactly the
+``truncated`` end followers are told about. Explicit ids make a retried XADD harmless (Redis
+rejects the duplicate) and make any lost or trimmed entry visible to readers as a jump in seq.
+A flush is one Lua call (EVALSHA) carrying every queued payload of every stream: with one
+XADD command per entry, redis-py's packing and reply parsing cost ~18 µs of relay CPU per
+entry; as one call it is ~1 µs (Redis' own work is ~2 µs). Above ``high_water`` queued
+payloads, ``append`` waits for the writer (backpressure).
+
+The end is the entry ``1-0``: it sorts after every data entry, so followers reading with XREAD
+see it in order and are woken by it like by data; and once it exists Redis rejects any
+later ``0-n``, so the first ending wins atomically (a Lua script also records it in the hash,
+sets the retention TTL and drops the lease).
+
+Reads. One connection per instance blocks in a single XREAD over every stream that has
+followers here plus the instance's wake-up stream (an XADD to it interrupts the XREAD when a
+new stream must be watched, or carries a cancel request). New entries go to a small buffer
+per stream that all local followers read, so a caught-up follower costs no Redis traffic per
+chunk, however many there are. A follower behind that buffer (a replay) catches up with its
+own non-blocking XREADs from a pool of at most ``max_connections`` (default 32; callers wait
+for a free one rather than fail). So an instance holds at most ``max_connections + 1``
+connections whatever the number of followers. The reader's XREAD and the writer's script span
+many streams' keys, which rules out Redis Cluster.
+
+Producer loss. The lease (``SET PX lease_ttl``) is renewed every ``lease_ttl / 3`` through the
+writer's pipeline, ordered with the writes, so a renewal can never outlive an end. Live keys
+get a TTL of ``lease_ttl + retention`` on each renewal, so a dead producer's stream is cleaned
+up even if nobody follows it. A follower waits at most ``lease_ttl / 2`` before checking the
+lease; when it has lapsed the follower writes the ``truncated`` end for everyone. Followers
+thus learn of a lost producer within about 1.5 x ``lease_ttl``.
+
+Trimming uses ``MAXLEN ~ max_entries``: Redis drops whole internal nodes, which is much cheaper
+than exact trimming, so at least ``max_entries`` are kept; gaps are still reported exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from .log import (
+    End,
+    Ending,
+    Entry,
+    Gap,
+    LogClosed,
+    LogItem,
+    StreamEnded,
+    StreamExists,
+    StreamInfo,
+    StreamLog,
+    StreamLogError,
+    UnknownStream,
+    validate_stream_id,
+)
+
+__all__ = ["RedisStreamLog"]
+
+# KEYS: log, meta, lease. ARGV: owner, lease ms, live TTL ms, then user meta field/value pairs.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], 'owner', ARGV[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# KEYS: log1, meta1, log2, meta2, ... ARGV: max entries, live TTL ms, then per stream: seq of
+# its first payload, payload count, payloads. One call per flush, whatever the number of
+# streams (see the module docstring). Per stream: 1 if written, 0 if it has ended (or expired)
+# so its producer stops. A retried pipeline re-sends entries already stored; Redis refuses
+# those ids and pcall skips them. Any other refused entry (OOM) reaches followers as a Gap.
+_APPEND = """
+local written, arg = {}, 3
+for k = 1, #KEYS, 2 do
+  local seq, count = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1])
+  arg = arg + 2
+  local meta = KEYS[k + 1]
+  if redis.call('EXISTS', meta) == 0 or redis.call('HEXISTS', meta, 'ending') == 1 then
+    written[#written + 1] = 0
+  else
+    for i = arg, arg + count - 1 do
+      redis.pcall('XADD', KEYS[k], 'MAXLEN', '~', ARGV[1], '0-' .. seq, 'd', ARGV[i])
+      seq = seq + 1
+    end
+    redis.call('PEXPIRE', KEYS[k], ARGV[2])
+    written[#written + 1] = 1
+  end
+  arg = arg + count
+end
+return written
+"""
+# KEYS: log, meta, lease. ARGV: ending, payload, has payload, retention ms, only if lease lapsed.
+# Returns 1 if this call ended the stream, 0 if it had ended (or the lease is held), -1 unknown.
+_END = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+if redis.call('HEXISTS', KEYS[2], 'ending') == 1 then return 0 end
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if ARGV[3] == '1' then
+  redis.call('XADD', KEYS[1], '1-0', 'e', ARGV[1], 'p', ARGV[2])
+  redis.call('HSET', KEYS[2], 'ending', ARGV[1], 'end_payload', ARGV[2])
+else
+  redis.call('XADD', KEYS[1], '1-0', 'e', ARGV[1])
+  redis.call('HSET', KEYS[2], 'ending', ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('DEL', KEYS[3])
+return 1
+"""
+# KEYS: meta. ARGV: wake-up stream prefix, stream id. Atomic, so a stream expiring meanwhile
+# is not recreated without a TTL. The owner's wake-up stream is named from the hash, which is
+# fine outside Cluster. Returns 1 if the stream is live and the request was recorded.
+_CANCEL = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner or redis.call('HEXISTS', KEYS[1], 'ending') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+local wake = ARGV[1] .. owner
+if redis.call('EXISTS', wake) == 1 then
+  redis.call('XADD', wake, 'MAXLEN', '~', 100, '*', 'c', ARGV[2])
+end
+return 1
+"""
+_BUFFER = 64  # entries each watched stream keeps for local followers
+_READER_BLOCK_MS = 10_000  # only bounds how long a dead connection goes unnoticed
+_WAKE_TTL_MS = 86_400_000
+
+
+class _Keys:
+    __slots__ = ("lease", "log", "meta")
+
+    def __init__(self, prefix: str, stream_id: str) -> None:
+        base = f"{prefix}{{{validate_stream_id(stream_id)}}}:"
+        self.log, self.meta, self.lease = base + "log", base + "meta", base + "lease"
+
+
+class _Owned:
+    """What the producing instance keeps per live stream: the seq counter and the queue."""
+
+    __slots__ = ("cancel_requested", "cancel_waiters", "end", "ended", "failure", "keys",
+                 "next_seq", "pending", "stream_id")  # fmt: skip
+
+    def __init__(self, stream_id: str, keys: _Keys) -> None:
+        self.stream_id, self.keys = stream_id, keys
+        self.next_seq = 1
+        self.pending: list[bytes] = []
+        self.ended = False
+        self.end: tuple[Ending, bytes | None, asyncio.Future[int]] | None = None
+        self.failure: BaseException | None = None
+        self.cancel_requested = False
+        self.cancel_waiters: list[asyncio.Future[None]] = []
+
+
+class _Watch:
+    """The shared reader's view of one stream: the entries in (base, seen], newest last."""
+
+    __slots__ = ("armed", "base", "ended", "followers", "items", "seen", "waiters")
+
+    def __init__(self) -> None:
+        self.followers = 0
+        self.armed = False  # the reader XREADs this stream from `seen`
+        self.base = self.seen = 0
+        self.ended = False
+        self.items: deque[Entry | End] = deque()
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def after(self, pos: int) -> list[Entry | End] | None:
+        """Buffered items after ``pos``, or None if the buffer does not reach back to it."""
+        if not self.armed or pos < self.base:
+            return None
+        items, i = self.items, len(self.items)
+        # Scan from the newest: a caught-up follower wants the last one or two.
+        while i and not (isinstance(item := items[i - 1], Entry) and item.seq <= pos):
+            i -= 1
+        return [items[j] for j in range(i, len(items))]
+
+    def push(self, item: Entry | End) -> None:
+        if len(self.items) == _BUFFER and isinstance(dropped := self.items.popleft(), Entry):
+            self.base = dropped.seq
+        self.items.append(item)
+        if isinstance(item, Entry):
+            self.seen = item.seq
+        else:
+            self.ended = True
+
+
+def _decode(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry | End]:
+    items: list[Entry | End] = []
+    for entry_id, fields in raw:
+        if entry_id.startswith(b"0-"):
+            items.append(Entry(int(entry_id[2:]), fields[b"d"]))
+        else:  # "1-0", the end
+            items.append(End(Ending(fields[b"e"].decode()), fields.get(b"p")))
+    return items
+
+
+def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # a cancelled waiter leaves a cancelled future behind
+            waiter.set_result(None)
+    waiters.clear()
+
+
+async def _park(waiters: list[asyncio.Future[None]]) -> None:
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    await waiter
+
+
+class RedisStreamLog(StreamLog):
+    """Stream logs in Redis Streams; see the module docstring for the design."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "sserelay:",
+        retention: float = 600.0,
+        max_entries: int = 10_000,
+        lease_ttl: float = 5.0,
+        max_connections: int = 32,
+        read_batch: int = 512,
+        high_water: int = 100_000,
+    ) -> None:
+        if max_entries < 1 or lease_ttl <= 0 or retention < 0:
+            raise ValueError("need max_entries >= 1, lease_ttl > 0, retention >= 0")
+        self.url, self.prefix = url, prefix
+        self.retention, self.max_entries, self.lease_ttl = retention, max_entries, lease_ttl
+        self.instance_id = secrets.token_urlsafe(9)
+        self._max_connections, self._read_batch = max_connections, read_batch
+        self._high_water = high_water
+        self._lease_ms = max(1, round(lease_ttl * 1000))
+        self._retention_ms = max(1, round(retention * 1000))
+        self._live_ttl_ms = self._lease_ms + self._retention_ms
+        self._wake_key = f"{prefix}instance:{self.instance_id}"
+        self._owned: dict[str, _Owned] = {}
+        self._dirty: dict[str, _Owned] = {}  # streams with queued writes, for the writer
+        self._queued = 0
+        self._watches: dict[bytes, _Watch] = {}
+        self._closed = False
+        self._start: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _ready(self) -> Redis:
+        if self._closed:
+            raise LogClosed("the stream log is closed")
+        if self._start is None:
+            self._start = asyncio.create_task(self._open())
+        # Shielded: one caller being cancelled must not cancel the start-up others await.
+        await asyncio.shield(self._start)
+        return self._redis
+
+    async def _open(self) -> None:
+        pool = BlockingConnectionPool.from_url(
+            self.url, max_connections=self._max_connections, timeout=None
+        )
+        self._redis = Redis.from_pool(pool)
+        # The reader blocks for up to _READER_BLOCK_MS, longer than the default socket timeout.
+        self._reader = Redis.from_url(
+            self.url, single_connection_client=True, socket_timeout=_READER_BLOCK_MS / 1000 + 5
+        )
+        self._work = asyncio.Event()  # the writer has something to do
+        self._drained = asyncio.Event()  # the queue fell below high_water
+        self._renew_due = False
+        try:
+            await self._load_scripts()
+            # Create the wake-up stream now: request_cancel only XADDs to one that exists.
+            await self._poke_reader(b"start")
+        except BaseException:
+            self._start = None  # let the next call try again
+            await self._reader.aclose()
+            await self._redis.aclose()
+            raise
+        self._tasks = [
+            asyncio.create_task(self._write_forever()),
+            asyncio.create_task(self._tick_forever()),
+            asyncio.create_task(self._read_forever()),
+        ]
+
+    async def _load_scripts(self) -> None:
+        sources = {"create": _CREATE, "append": _APPEND, "end": _END, "cancel": _CANCEL}
+        self._scripts = {name: await self._redis.script_load(src) for name, src in sources.items()}
+
+    async def _script(self, name: str, *numkeys_keys_args: Any) -> Any:
+        try:
+            return await self._redis.evalsha(self._scripts[name], *numkeys_keys_args)
+        except NoScriptError:  # Redis restarted, or its script cache was flushed
+            await self._load_scripts()
+            return await self._redis.evalsha(self._scripts[name], *numkeys_keys_args)
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run commands in one round trip; every error is returned in its command's place."""
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt or not any(isinstance(result, NoScriptError) for result in results):
+                break
+            # Every command the writer sends may run twice (see _APPEND), so just run it again.
+            await self._load_scripts()
+        return results
+
+    async def _poke_reader(self, field: bytes, value: bytes = b"") -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xadd(self._wake_key, {field: value}, maxlen=100, approximate=True)
+        pipe.pexpire(self._wake_key, _WAKE_TTL_MS)
+        await pipe.execute()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        if self._start is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._start)
+        if not self._tasks:  # never started, or start-up failed and cleaned up after itself
+            self._closed = True
+            return
+        # End what we still produce now, rather than leave other followers to the lease.
+        ends = [self.end(sid, Ending.TRUNCATED) for sid, o in self._owned.items() if not o.ended]
+        await asyncio.gather(*ends, return_exceptions=True)
+        self._closed = True
+        with contextlib.suppress(RedisError):
+            await self._poke_reader(b"close")  # returns the reader from its XREAD
+        writer, ticker, reader = self._tasks
+        writer.cancel()
+        ticker.cancel()
+        await asyncio.wait([reader], timeout=5)
+        reader.cancel()  # in case the poke did not get through
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for watch in self._watches.values():
+            for waiter in watch.waiters:
+                if not waiter.done():
+                    waiter.set_exception(LogClosed("the stream log is closed"))
+        with contextlib.suppress(RedisError):
+            await self._redis.delete(self._wake_key)
+        await self._reader.aclose()
+        await self._redis.aclose()
+
+    # -- producer ----------------------------------------------------------------------------
+
+    async def create(self, stream_id: str, *, meta: Mapping[str, str] | None = None) -> None:
+        keys = _Keys(self.prefix, stream_id)
+        await self._ready()
+        args: list[str | int] = [self.instance_id, self._lease_ms, self._live_ttl_ms]
+        for name, value in (meta or {}).items():
+            args += (f"m:{name}", value)
+        if not await self._script("create", 3, keys.log, keys.meta, keys.lease, *args):
+            raise StreamExists(stream_id)
+        self._owned[stream_id] = _Owned(stream_id, keys)
+
+    async def append(self, stream_id: str, payload: bytes) -> int:
+        owned = self._owned.get(stream_id)
+        if owned is None:
+            raise await self._not_producing(stream_id)
+        if owned.ended:
+            raise StreamEnded(stream_id)
+        if owned.failure is not None:
+            raise StreamLogError(f"writing stream {stream_id} to Redis failed") from owned.failure
+        owned.pending.append(payload)
+        self._dirty[stream_id] = owned
+        self._work.set()
+        seq = owned.next_seq
+        owned.next_seq = seq + 1
+        self._queued += 1
+        if self._queued >= self._high_water:
+            self._drained.clear()
+            await self._drained.wait()
+        return seq
+
+    async def _not_producing(self, stream_id: str) -> StreamLogError:
+        info = await self.status(stream_id)
+        if info is not None and not info.live:
+            return StreamEnded(stream_id)
+        return UnknownStream(f"{stream_id} is unknown or not produced by this instance")
+
+    async def end(self, stream_id: str, ending: Ending, payload: bytes | None = None) -> bool:
+        ending = Ending(ending)
+        owned = self._owned.get(stream_id)
+        if owned is not None and owned.end is not None:
+            # An end is queued behind appends; going around the writer could overtake it.
+            await asyncio.shield(owned.end[2])
+            return False
+        if owned is None or owned.ended:
+            await self._ready()
+            keys = _Keys(self.prefix, stream_id)
+            result: int = await self._script("end", *self._end_args(keys, ending, payload))
+        else:
+            # Through the writer, so the end lands after every queued append.
+            owned.ended = True
+            _wake_all(owned.cancel_waiters)
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            owned.end = (ending, payload, done)
+            self._dirty[stream_id] = owned
+            self._work.set()
+            result = await done
+        if result < 0:
+            raise UnknownStream(stream_id)
+        return result == 1
+
+    def _end_args(self, keys: _Keys, ending: Ending, payload: bytes | None,
+                  *, if_lease_lapsed: bool = False) -> tuple[Any, ...]:  # fmt: skip
+        return (
+            3, keys.log, keys.meta, keys.lease, ending.value, payload or b"",
+            int(payload is not None), self._retention_ms, int(if_lease_lapsed),
+        )  # fmt: skip
+
+    async def _truncate_if_lease_lapsed(self, keys: _Keys) -> None:
+        args = self._end_args(keys, Ending.TRUNCATED, None, if_lease_lapsed=True)
+        await self._script("end", *args)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            self._renew_due = True
+            self._work.set()
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            batch, self._dirty = self._dirty, {}
+            renew = [o for o in self._owned.values() if not o.ended] if self._renew_due else []
+            self._renew_due = False
+            if batch or renew:
+                await self._write(list(batch.values()), renew)
+
+    async def _write(self, batch: list[_Owned], renew: list[_Owned]) -> None:
+        """One round trip: queued appends, then ends, then lease renewals (in that order)."""
+        commands: list[tuple[Any, ...]] = []
+        tags: list[tuple[str, _Owned | None, asyncio.Future[int] | None]] = []  # per command
+        appended: list[_Owned] = []
+        keys: list[str] = []
+        args: list[bytes | int] = [self.max_entries, self._live_ttl_ms]
+        for owned in batch:
+            payloads, owned.pending = owned.pending, []
+            if payloads:
+                appended.append(owned)
+                keys += (owned.keys.log, owned.keys.meta)
+                args += (owned.next_seq - len(payloads), len(payloads), *payloads)
+        written = len(args) - 2 - 2 * len(appended)
+        if appended:
+            commands.append(("EVALSHA", self._scripts["append"], len(keys), *keys, *args))
+            tags.append(("add", None, None))
+        for owned in batch:
+            if owned.end is not None:  # queued once: append and end refuse after it
+                ending, payload, done = owned.end
+                args_ = self._end_args(owned.keys, ending, payload)
+                commands.append(("EVALSHA", self._scripts["end"], *args_))
+                tags.append(("end", owned, done))
+        for owned in renew:
+            commands += [
+                ("SET", owned.keys.lease, self.instance_id, "PX", self._lease_ms),
+                ("PEXPIRE", owned.keys.meta, self._live_ttl_ms),
+                ("PEXPIRE", owned.keys.log, self._live_ttl_ms),
+                ("HGET", owned.keys.meta, "cancel"),
+            ]
+            tags += [("", None, None)] * 3 + [("cancel", owned, None)]
+        if renew:
+            commands.append(("PEXPIRE", self._wake_key, _WAKE_TTL_MS))
+            tags.append(("", None, None))
+        try:
+            results = await self._pipeline(commands)
+        except Exception as exc:  # whatever it is, callers waiting on an end must hear of it
+            results = [exc] * len(commands)
+        for (kind, tagged, end_done), result in zip(tags, results, strict=True):
+            if kind == "add":
+                stored = [result] * len(appended) if isinstance(result, Exception) else result
+                for each, each_stored in zip(appended, stored, strict=True):
+                    if isinstance(each_stored, Exception):
+                        each.failure = each_stored
+                    elif not each_stored:  # ended elsewhere (truncated) or expired
+                        each.ended = True
+                        self._forget(each)
+            elif kind == "end" and tagged is not None and end_done is not None:
+                if isinstance(result, Exception):
+                    end_done.set_exception(StreamLogError(f"ending the stream failed: {result}"))
+                else:
+                    end_done.set_result(int(result))
+                self._forget(tagged)
+            elif kind == "cancel" and tagged is not None and result:
+                self._cancelled(tagged)
+        self._queued -= written
+        if self._queued < self._high_water:
+            self._drained.set()
+
+    def _forget(self, owned: _Owned) -> None:
+        if self._owned.get(owned.stream_id) is owned:
+            del self._owned[owned.stream_id]
+        _wake_all(owned.cancel_waiters)
+
+    # -- cancel ------------------------------------------------------------------------------
+
+    def _cancelled(self, owned: _Owned) -> None:
+        owned.cancel_requested = True
+        _wake_all(owned.cancel_waiters)
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        keys = _Keys(self.prefix, stream_id)
+        await self._ready()
+        # Straight to the producing instance's reader, which wakes its wait_for_cancel; should
+        # that be missed, the producer's next lease renewal reads the flag from the hash.
+        wake_prefix = f"{self.prefix}instance:"
+        return bool(await self._script("cancel", 1, keys.meta, wake_prefix, stream_id))
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        keys = _Keys(self.prefix, stream_id)
+        redis = await self._ready()
+        return await redis.hget(keys.meta, "cancel") is not None
+
+    async def wait_for_cancel(self, stream_id: str) -> bool:
+        await self._ready()
+        owned = self._owned.get(stream_id)
+        if owned is None:
+            info = await self.status(stream_id)
+            if info is not None and not info.live:
+                return await self.cancel_requested(stream_id)
+            raise UnknownStream(f"{stream_id} is unknown or not produced by this instance")
+        while not owned.cancel_requested and not owned.ended:
+            await _park(owned.cancel_waiters)
+        return owned.cancel_requested
+
+    # -- followers ---------------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        wake_key, wake_id = self._wake_key.encode(), b"0-0"
+        while not self._closed:
+            streams: dict[Any, Any] = {wake_key: wake_id}
+            for key, watch in self._watches.items():
+                if watch.armed and not watch.ended:
+                    streams[key] = b"0-%d" % watch.seen
+            try:
+                response: Any = await self._reader.xread(
+                    streams, count=self._read_batch, block=_READER_BLOCK_MS
+                )
+            except RedisError:
+                await asyncio.sleep(0.5)  # Redis away; followers' own checks notice it too
+                continue
+            for key, raw in response:
+                if key == wake_key:
+                    wake_id = raw[-1][0]
+                    for _, fields in raw:
+                        owned = self._owned.get(fields.get(b"c", b"").decode())
+                        if owned is not None:
+                            self._cancelled(owned)
+                elif (woken := self._watches.get(key)) is not None:
+                    for item in _decode(raw):
+                        woken.push(item)
+                    _wake_all(woken.waiters)
+
+    async def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[LogItem, None]:
+        if after < 0:
+            raise ValueError(f"after must be >= 0, got {after}")
+        keys = _Keys(self.prefix, stream_id)
+        redis = await self._ready()
+        if not await redis.exists(keys.meta):
+            raise UnknownStream(stream_id)
+        log_key = keys.log.encode()
+        watch = self._watches.get(log_key) or self._watches.setdefault(log_key, _Watch())
+        watch.followers += 1
+        pos, check = after, False
+        try:
+            while True:
+                items = None if check else watch.after(pos)
+                if items is None:  # behind the shared buffer, or checking: read for ourselves
+                    raw: Any = await redis.xread({log_key: b"0-%d" % pos}, count=self._read_batch)
+                    items = _decode(raw[0][1]) if raw else []
+                    check = False
+                for item in items:
+                    if isinstance(item, End):
+                        yield item
+                        return
+                    if item.seq > pos + 1:
+                        yield Gap(pos + 1, item.seq - 1)
+                    yield item
+                    pos = item.seq
+                if not items:
+                    check = not await self._wait(watch, pos)
+                    if check:
+                        await self._check_producer(redis, keys)
+        except RedisError as exc:
+            if self._closed:
+                raise LogClosed("the stream log is closed") from exc
+            raise
+        finally:
+            watch.followers -= 1
+            if not watch.followers and self._watches.get(log_key) is watch:
+                del self._watches[log_key]
+
+    async def _wait(self, watch: _Watch, pos: int) -> bool:
+        """Wait for the shared reader to bring news; False after ``lease_ttl / 2`` without."""
+        if not watch.armed:
+            watch.armed, watch.base, watch.seen = True, pos, pos
+            await self._poke_reader(b"watch")  # its XREAD does not include this stream yet
+        try:
+            async with asyncio.timeout(self.lease_ttl / 2):
+                await _park(watch.waiters)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _check_producer(self, redis: Redis, keys: _Keys) -> None:
+        """After a quiet spell: the stream must still exist, and its producer hold the lease."""
+        pipe = redis.pipeline(transaction=False)
+        pipe.hexists(keys.meta, "owner")
+        pipe.hexists(keys.meta, "ending")
+        pipe.exists(keys.lease)
+        exists, ended, leased = await pipe.execute()
+        if not exists:
+            raise UnknownStream(f"stream {keys.log} expired while being followed")
+        if not ended and not leased:  # the producer is gone: end it for every follower
+            await self._truncate_if_lease_lapsed(keys)
+
+    async def status(self, stream_id: str) -> StreamInfo | None:
+        keys = _Keys(self.prefix, stream_id)
+        redis = await self._ready()
+        pipe = redis.pipeline(transaction=False)
+        pipe.hgetall(keys.meta)
+        pipe.xrange(keys.log, "-", "+", count=1)
+        pipe.xrevrange(keys.log, "+", "-", count=2)
+        pipe.exists(keys.lease)
+        meta, oldest, newest, leased = await pipe.execute()
+        if not meta:
+            return None
+        if b"ending" not in meta and not leased:
+            await self._truncate_if_lease_lapsed(keys)
+            return await self.status(stream_id)
+        data = [item for item in _decode(newest) if isinstance(item, Entry)]
+        last_seq = data[0].seq if data else 0
+        first = _decode(oldest)
+        ending = meta.get(b"ending")
+        return StreamInfo(
+            stream_id=stream_id,
+            ending=Ending(ending.decode()) if ending else None,
+            last_seq=last_seq,
+            first_seq=first[0].seq if first and isinstance(first[0], Entry) else last_seq + 1,
+            meta={k[2:].decode(): v.decode() for k, v in meta.items() if k.startswith(b"m:")},
+            end_payload=meta.get(b"end_payload"),
+        )

@@ -1,0 +1,62 @@
+"""Fixtures for the stream-log suite: one factory per implementation, and a bounded runner.
+
+The Redis log runs against a throwaway redis-server started once per session (never the
+machine's own Redis); every test gets its own key prefix, so tests cannot see each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Protocol, TypeVar
+
+import pytest
+
+from sserelay.streams import MemoryStreamLog, RedisStreamLog, StreamLog
+from sserelay.testing.redis_server import RedisServer
+
+T = TypeVar("T")
+# Generous: only a hang should ever reach it, and a hang must fail with a traceback.
+RUN_TIMEOUT = 60.0
+
+
+class LogFactory(Protocol):
+    def __call__(self, *, retention: float = ..., max_entries: int = ...) -> StreamLog: ...
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def run() -> Callable[[Coroutine[Any, Any, T]], T]:
+    """Run one coroutine on a fresh event loop, failing (not hanging) after RUN_TIMEOUT."""
+
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run(asyncio.wait_for(coro, RUN_TIMEOUT))
+
+    return run
+
+
+@pytest.fixture
+def redis_log(redis_server: RedisServer) -> Callable[..., RedisStreamLog]:
+    """Build RedisStreamLogs that share this test's key prefix, like sserelay instances would."""
+    prefix = f"test-{secrets.token_hex(6)}:"
+
+    def make(**options: Any) -> RedisStreamLog:
+        return RedisStreamLog(redis_server.url, prefix=prefix, **options)
+
+    return make
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_log(request: pytest.FixtureRequest) -> LogFactory:
+    """Build a log of each implementation; every shared test runs against both."""
+    if request.param == "memory":
+        return MemoryStreamLog
+    make_redis: Callable[..., RedisStreamLog] = request.getfixturevalue("redis_log")
+    # A short lease keeps the producer-loss paths quick without changing their logic.
+    return lambda **options: make_redis(lease_ttl=1.0, **options)

@@ -1,0 +1,217 @@
+"""What only the Redis log does: several instances sharing streams, leases, keys and TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from contextlib import aclosing
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from sserelay.streams import End, Ending, Entry, RedisStreamLog, UnknownStream, new_stream_id
+from sserelay.testing.redis_server import RedisServer
+
+from .test_stream_log import collect
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+MakeRedisLog = Callable[..., RedisStreamLog]
+
+# Another sserelay instance in its own process: it produces three entries, says "ready" once
+# they are in Redis, then idles holding the lease until it is killed.
+PRODUCER = """
+import asyncio, sys
+from sserelay.streams import RedisStreamLog
+
+async def main(url, prefix, stream_id):
+    log = RedisStreamLog(url, prefix=prefix, lease_ttl=1.0)
+    await log.create(stream_id)
+    for n in range(1, 4):
+        await log.append(stream_id, b"%d" % n)
+    while (info := await log.status(stream_id)) is None or info.last_seq < 3:
+        await asyncio.sleep(0.01)
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def test_instances_sharing_redis_see_each_others_streams(redis_log: MakeRedisLog, run: Run) -> None:
+    """A stream produced on one instance is followed to its end and inspected from another."""
+
+    async def main() -> None:
+        async with redis_log() as producer, redis_log() as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id, meta={"model": "m"})
+            follower = asyncio.create_task(collect(other, stream_id))
+            for n in range(1, 51):
+                await producer.append(stream_id, b"%d" % n)
+                if n % 10 == 0:
+                    await asyncio.sleep(0.01)
+            await producer.end(stream_id, Ending.DONE)
+            items = await follower
+            assert items == [*(Entry(n, b"%d" % n) for n in range(1, 51)), End(Ending.DONE)]
+            info = await other.status(stream_id)
+            assert info is not None and info.ending is Ending.DONE and info.last_seq == 50
+            assert dict(info.meta) == {"model": "m"}
+
+    run(main())
+
+
+def test_killed_producer_gives_other_followers_a_truncated_end(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """When the producing process dies, followers elsewhere get `truncated` after its lease."""
+    stream_id = new_stream_id()
+    follower_log = redis_log(lease_ttl=1.0)
+    argv = [sys.executable, "-c", PRODUCER, redis_server.url, follower_log.prefix, stream_id]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as producer:
+        try:
+            assert producer.stdout is not None
+            assert producer.stdout.readline() == b"ready\n"
+
+            async def main() -> list[Any]:
+                async with follower_log, aclosing(follower_log.follow(stream_id)) as items:
+                    seen = [await anext(items) for _ in range(3)]
+                    producer.kill()  # SIGKILL: no clean-up, the lease just stops being renewed
+                    seen += [item async for item in items]
+                    info = await follower_log.status(stream_id)
+                    assert info is not None and info.ending is Ending.TRUNCATED
+                    return seen
+
+            items = run(main())
+        finally:
+            producer.kill()
+    assert items == [Entry(1, b"1"), Entry(2, b"2"), Entry(3, b"3"), End(Ending.TRUNCATED)]
+
+
+def test_closing_the_producing_instance_truncates_its_live_streams(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """An instance closed with streams still live ends them `truncated` for every follower."""
+
+    async def main() -> list[Any]:
+        async with redis_log() as other:
+            producer = redis_log()
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            await producer.append(stream_id, b"only")
+            follower = asyncio.create_task(collect(other, stream_id))
+            await asyncio.sleep(0.05)
+            await producer.aclose()
+            return list(await follower)
+
+    assert run(main()) == [Entry(1, b"only"), End(Ending.TRUNCATED)]
+
+
+def test_renewed_lease_keeps_an_idle_stream_live(redis_log: MakeRedisLog, run: Run) -> None:
+    """A live producer that is silent for several lease periods is not mistaken for a dead one."""
+
+    async def main() -> list[Any]:
+        async with redis_log(lease_ttl=0.3) as producer, redis_log(lease_ttl=0.3) as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            follower = asyncio.create_task(collect(other, stream_id))
+            await asyncio.sleep(1.5)  # five lease periods with nothing appended
+            await producer.append(stream_id, b"late")
+            await producer.end(stream_id, Ending.DONE)
+            return list(await follower)
+
+    assert run(main()) == [Entry(1, b"late"), End(Ending.DONE)]
+
+
+def test_cancel_requested_on_another_instance_reaches_the_producer(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """request_cancel() on any instance wakes wait_for_cancel() on the producing one."""
+
+    async def main() -> None:
+        async with redis_log() as producer, redis_log() as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            waiter = asyncio.create_task(producer.wait_for_cancel(stream_id))
+            assert await other.request_cancel(stream_id) is True
+            assert await asyncio.wait_for(waiter, 10) is True
+            assert await producer.cancel_requested(stream_id) is True
+
+    run(main())
+
+
+def test_producer_calls_are_refused_on_other_instances(redis_log: MakeRedisLog, run: Run) -> None:
+    """Only the instance that created a stream may append to it or wait for its cancel."""
+
+    async def main() -> None:
+        async with redis_log() as producer, redis_log() as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            with pytest.raises(UnknownStream):
+                await other.append(stream_id, b"x")
+            with pytest.raises(UnknownStream):
+                await other.wait_for_cancel(stream_id)
+
+    run(main())
+
+
+def test_keys_are_prefixed_and_always_expire(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """Every key lives under the prefix and has a TTL, live or ended; the lease goes at the end."""
+
+    async def main() -> None:
+        async with redis_log(retention=60, lease_ttl=2.0) as log:
+            raw = Redis.from_url(redis_server.url)
+            try:
+                stream_id = new_stream_id()
+                await log.create(stream_id)
+                await log.append(stream_id, b"x")
+                while (info := await log.status(stream_id)) is None or info.last_seq < 1:
+                    await asyncio.sleep(0.01)
+                found: list[Any] = await raw.keys(f"{log.prefix}{{{stream_id}}}*")
+                keys = sorted(key.decode() for key in found)
+                base = f"{log.prefix}{{{stream_id}}}:"
+                assert keys == [base + "lease", base + "log", base + "meta"]
+                assert all(0 < ttl <= 62_000 for ttl in [await raw.pttl(key) for key in keys])
+                await log.end(stream_id, Ending.DONE)
+                assert await raw.exists(base + "lease") == 0
+                ttls = [await raw.pttl(base + key) for key in ("log", "meta")]
+                assert all(0 < ttl <= 60_000 for ttl in ttls)
+            finally:
+                await raw.aclose()
+
+    run(main())
+
+
+def test_scripts_are_reloaded_after_redis_forgets_them(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """Appends, cancels and ends keep working after SCRIPT FLUSH (as after a Redis restart)."""
+
+    async def main() -> list[Any]:
+        async with redis_log() as log:
+            raw = Redis.from_url(redis_server.url)
+            try:
+                stream_id = new_stream_id()
+                await log.create(stream_id)
+
+                async def stored(seq: int) -> None:
+                    while (info := await log.status(stream_id)) is None or info.last_seq < seq:
+                        await asyncio.sleep(0.01)
+
+                await log.append(stream_id, b"1")
+                await stored(1)
+                await raw.script_flush()
+                await log.append(stream_id, b"2")  # the writer's pipeline meets NOSCRIPT
+                await stored(2)  # one flush at a time: each is a separate Redis restart
+                await raw.script_flush()
+                assert await log.request_cancel(stream_id) is True
+                await raw.script_flush()
+                assert await log.end(stream_id, Ending.CANCELLED) is True
+                return list(await collect(log, stream_id))
+            finally:
+                await raw.aclose()
+
+    assert run(main()) == [Entry(1, b"1"), Entry(2, b"2"), End(Ending.CANCELLED)]
