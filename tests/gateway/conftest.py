@@ -28,11 +28,12 @@ def upstream() -> Iterator[Upstream]:
         yield Upstream(server)
 
 
-def write_config(path: Path, upstream_url: str, *, abandoned: str = "drain", extra: str = ""
-                 ) -> Path:
+def write_config(path: Path, upstream_url: str, *, abandoned: str = "drain", extra: str = "",
+                 gateway: str = "") -> Path:
     path.write_text(f"""
 [gateway]
 abandoned_streams = "{abandoned}"
+{gateway}
 
 [retry]
 attempts = 2

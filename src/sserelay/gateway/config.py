@@ -77,6 +77,12 @@ class GatewayConfig:
     abandoned: Abandoned = "drain"
     """A stream whose client left: read to the end for its usage, or cancel at once."""
     drain_timeout: float = 120.0
+    first_byte_wait: float = 10.0
+    """How long the gateway holds the response headers back waiting for the upstream's
+    first event (so that an early failure is still a real HTTP status) before it starts the
+    stream anyway and keeps waiting inside it."""
+    heartbeat: float | None = 15.0
+    """An SSE comment after this many silent seconds, so proxies keep the stream open."""
     database: str | None = None
     source: str = "the environment"
 
@@ -149,7 +155,9 @@ def _parse(data: dict[str, Any], where: str, env: Mapping[str, str]) -> GatewayC
             )
         routes[str(model)] = tuple(listed)
     gateway = _table(data, "gateway", where)
-    _only(gateway, {"abandoned_streams", "drain_timeout", "database"}, f"{where}: [gateway]")
+    _only(gateway, {"abandoned_streams", "drain_timeout", "first_byte_wait", "heartbeat",
+                    "database"}, f"{where}: [gateway]")
+    heartbeat = _num(gateway.get("heartbeat", 15.0), f"{where}: gateway.heartbeat")
     abandoned = gateway.get("abandoned_streams", "drain")
     if abandoned not in ("drain", "cancel"):
         raise ConfigError(f'{where}: gateway.abandoned_streams must be "drain" or "cancel"')
@@ -165,6 +173,9 @@ def _parse(data: dict[str, Any], where: str, env: Mapping[str, str]) -> GatewayC
         upstreams=upstreams, aliases=aliases, routes=routes, retry=retry,
         abandoned=abandoned,
         drain_timeout=_num(gateway.get("drain_timeout", 120.0), f"{where}: gateway.drain_timeout"),
+        first_byte_wait=_num(gateway.get("first_byte_wait", 10.0),
+                             f"{where}: gateway.first_byte_wait"),
+        heartbeat=heartbeat or None,
         database=None if database is None else _str(database, f"{where}: gateway.database"),
         source=where,
     )

@@ -84,7 +84,8 @@ class RelayedStream:
         self._complete = False
 
     async def body(self) -> AsyncIterator[bytes]:
-        yield self.first
+        if self.first:
+            yield self.first
         reply, stream = self.reply, self.stream
         read, feed = reply.read_chunk, stream.feed  # the per-token loop: no lookups, no layers
         while not stream.done:

@@ -133,7 +133,10 @@ class Gateway:
             relay = exchange.stream_filter(body, strip_usage=not wants_usage,
                                            redact=route.provider.redact)
             try:
-                first = await read_first(reply, relay)
+                async with asyncio.timeout(self.config.first_byte_wait):
+                    first = await read_first(reply, relay)
+            except TimeoutError:
+                first = b""  # a slow first token: start the stream, keep waiting inside it
             except BaseException:
                 reply.close()
                 raise
@@ -149,7 +152,8 @@ class Gateway:
             abandoned=self.config.abandoned, drain_timeout=self.config.drain_timeout,
             background=self.background,
         )
-        return EventStreamResponse(relayed.body(), on_close=relayed.close)
+        return EventStreamResponse(relayed.body(), on_close=relayed.close,
+                                   heartbeat=self.config.heartbeat)
 
     async def _answer(
         self, api: Api, body: dict[str, Any], routes: list[Route], ledger: _LedgerEntry
