@@ -42,7 +42,11 @@ def test_a_reader_that_stops_is_dropped_while_others_finish(
     reply = httpx.post(
         impatient_relay.url + "/v1/streams",
         timeout=30,
-        json={"messages": [{"role": "user", "content": f"[[scenario: tokens=30000]] {marker}"}]},
+        json={
+            "messages": [
+                {"role": "user", "content": f"[[scenario: tokens=30000; rate=6000]] {marker}"}
+            ]
+        },
     )
     stream_id = reply.json()["id"]
     stalled = open_stalled_reader(impatient_relay, f"/v1/streams/{stream_id}")

@@ -12,9 +12,10 @@ import orjson
 
 from sserelay.codec import DONE, encode_event
 from sserelay.relay.openai_text import END_MARKER
+from sserelay.relay.stream_format import Outcome, StreamFormat
 from sserelay.upstream.errors import UpstreamError
 
-__all__ = ["DONE", "error_event", "text_events"]
+__all__ = ["ARTICLE", "DONE", "error_event", "text_events"]
 
 _SPLIT_END_MARKER = (encode_event(END_MARKER[:-1]), encode_event(END_MARKER[-1:]))
 
@@ -34,3 +35,18 @@ def error_event(exc: UpstreamError) -> bytes:
     """The typed ending of a stream that failed after its first byte (`[DONE]` follows)."""
     error = {"error": {"message": exc.message, "code": exc.code, "ending": exc.ending}}
     return encode_event(orjson.dumps(error).decode(), event="error")
+
+
+def _stopped(outcome: Outcome) -> list[bytes]:
+    """Stopped on purpose (the reader left, or DELETE): say so, then end."""
+    ending = {"ending": "cancelled", "completion_chunks": outcome.completion_chunks}
+    return [encode_event(orjson.dumps(ending).decode(), event="cancelled"), DONE]
+
+
+_LOST = UpstreamError(
+    "producer_lost",
+    "The sserelay instance producing this answer stopped before it was complete.",
+    ending="truncated",
+)
+
+ARTICLE = StreamFormat("article", stopped=_stopped, lost=lambda: [error_event(_LOST), DONE])

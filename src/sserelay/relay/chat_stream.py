@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from sserelay.codec import DONE, encode_data_bytes
-from sserelay.relay.generation import Outcome
+from sserelay.relay.stream_format import Outcome, StreamFormat
 from sserelay.streams import Ending
 from sserelay.upstream.errors import UpstreamError
 from sserelay.upstream.openai_client import OpenAIUpstream, UpstreamStream
@@ -60,7 +60,7 @@ async def chat_payloads(
         await stream.__aexit__(None, None, None)
 
 
-def chat_stop(outcome: Outcome) -> list[bytes]:
+def _stopped(outcome: Outcome) -> list[bytes]:
     """A generation stopped on purpose ends with finish_reason "cancelled" and the usage so far
     (completion_tokens counts the chunks relayed: one token each from OpenAI and llama.cpp)."""
     chunk = {
@@ -83,3 +83,17 @@ def _raise_if_error(data: str, upstream: OpenAIUpstream) -> None:
         message = err.get("message") if isinstance(err, dict) else err
         detail = f": {upstream.redact(message)}" if isinstance(message, str) and message else "."
         raise UpstreamError("upstream_error", "The model provider failed mid-answer" + detail)
+
+
+CHAT = StreamFormat(
+    "chat",
+    stopped=_stopped,
+    lost=lambda: [
+        error_chunk(
+            "producer_lost",
+            "The sserelay instance producing this answer stopped before it was complete.",
+            "truncated",
+        ),
+        DONE,
+    ],
+)

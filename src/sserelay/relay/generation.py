@@ -21,7 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sserelay.relay.stream_format import Outcome, StreamFormat
 from sserelay.streams import Ending, StreamLog, StreamLogError, new_stream_id
+
+__all__ = ["ENDED_IN_LOG", "POLICIES", "Generations", "Outcome", "Policy", "Producer"]
 
 Policy = Literal["cancel", "continue", "drain"]
 POLICIES: tuple[Policy, ...] = ("cancel", "continue", "drain")
@@ -29,19 +32,12 @@ POLICIES: tuple[Policy, ...] = ("cancel", "continue", "drain")
 log = logging.getLogger("sserelay.generation")
 
 
-@dataclass(slots=True)
-class Outcome:
-    """Set by a payload producer as it goes: how the stream ended, and tokens relayed."""
-
-    ending: Ending = Ending.DONE
-    completion_chunks: int = 0
-
-
 # Given the Outcome to fill in, yields the stream's payloads (SSE event bytes without id),
 # ending and end marker included.
 Producer = Callable[[Outcome], AsyncIterator[bytes]]
-# The payloads that end a stream stopped on purpose (DELETE or nobody left to read).
-Stopper = Callable[[Outcome], list[bytes]]
+# The log's end payload when the ending payloads were written into the log by the producer;
+# an end without it (a lapsed lease) means the follower must write the ending itself.
+ENDED_IN_LOG = b"ended-in-log"
 
 
 @dataclass(slots=True)
@@ -68,16 +64,16 @@ class Generations:
     async def start(
         self,
         produce: Producer,
-        stop: Stopper,
+        fmt: StreamFormat,
         *,
         policy: Policy,
         on_finish: Callable[[], object] | None = None,
     ) -> str:
         stream_id = new_stream_id()
-        await self.log.create(stream_id)
+        await self.log.create(stream_id, meta={"format": fmt.name})
         outcome = Outcome()
         task = asyncio.get_running_loop().create_task(
-            self._run(stream_id, produce, stop, outcome, on_finish)
+            self._run(stream_id, produce, fmt.stopped, outcome, on_finish)
         )
         self._running[stream_id] = _Running(task, policy, outcome=outcome)
         return stream_id
@@ -105,7 +101,7 @@ class Generations:
         self,
         stream_id: str,
         produce: Producer,
-        stop: Stopper,
+        stop: Callable[[Outcome], list[bytes]],
         outcome: Outcome,
         on_finish: Callable[[], object] | None,
     ) -> None:
@@ -132,6 +128,6 @@ class Generations:
             cancel_wait.cancel()
             self._running.pop(stream_id, None)
             with contextlib.suppress(StreamLogError):
-                await self.log.end(stream_id, outcome.ending)
+                await self.log.end(stream_id, outcome.ending, ENDED_IN_LOG)
             if on_finish is not None:
                 on_finish()

@@ -19,8 +19,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sserelay.codec import DONE, encode_event
-from sserelay.relay.article_format import error_event, text_events
+from sserelay.codec import DONE
+from sserelay.relay.article_format import ARTICLE, error_event, text_events
 from sserelay.relay.generation import POLICIES, Generations, Outcome, Policy
 from sserelay.relay.openai_text import Kind, text_deltas
 from sserelay.settings import Settings
@@ -172,7 +172,7 @@ async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -
     def produce(outcome: Outcome) -> AsyncIterator[bytes]:
         return article_payloads(stream, kind, upstream, outcome, opening)
 
-    stream_id = await generations.start(produce, article_stop, policy=policy)
+    stream_id = await generations.start(produce, ARTICLE, policy=policy)
     return follow_response(generations, stream_id, 0, settings.heartbeat)
 
 
@@ -213,9 +213,3 @@ def upstream_request(
     if settings.use_local_model:
         payload["max_tokens"] = 512
     return path, payload
-
-
-def article_stop(outcome: Outcome) -> list[bytes]:
-    """Stopped on purpose (DELETE /v1/streams/{id}, or the reader left): say so, then end."""
-    ending = {"ending": "cancelled", "completion_chunks": outcome.completion_chunks}
-    return [encode_event(orjson.dumps(ending).decode(), event="cancelled"), DONE]

@@ -13,9 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sserelay.codec import encode_event
-from sserelay.relay.generation import Generations
-from sserelay.streams import Entry, Gap, parse_event_id
+from sserelay.relay.article_format import ARTICLE
+from sserelay.relay.chat_stream import CHAT
+from sserelay.relay.generation import ENDED_IN_LOG, Generations
+from sserelay.streams import End, Entry, Gap, parse_event_id
 from sserelay.web.event_stream import EventStreamResponse
+
+_FORMATS = {fmt.name: fmt for fmt in (ARTICLE, CHAT)}
 
 
 def requested_resume(request: Request) -> str | None:
@@ -74,5 +78,12 @@ async def _payloads(generations: Generations, stream_id: str, after: int) -> Asy
                 "message": f"Events {item.first} to {item.last} of this stream are no longer kept.",
             }
             yield encode_event(orjson.dumps({"gap": lost}).decode(), event="gap")
-        else:
+        elif isinstance(item, End):
+            if item.payload != ENDED_IN_LOG:
+                # The producer never wrote the ending (its instance died and the lease
+                # lapsed): end the stream in its own format, as `truncated`.
+                info = await generations.log.status(stream_id)
+                fmt = _FORMATS.get(info.meta.get("format", "")) if info else None
+                for payload in fmt.lost() if fmt else ():
+                    yield payload
             return

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sserelay.relay.chat_stream import chat_payloads, chat_stop
+from sserelay.relay.chat_stream import CHAT, chat_payloads
 from sserelay.relay.generation import Generations, Outcome
 from sserelay.settings import Settings
 from sserelay.streams import parse_event_id, validate_stream_id
@@ -78,7 +78,7 @@ async def create_stream(request: Request) -> Response:
     def produce(outcome: Outcome) -> AsyncIterator[bytes]:
         return chat_payloads(stream, upstream, outcome)
 
-    stream_id = await generations.start(produce, chat_stop, policy=policy)
+    stream_id = await generations.start(produce, CHAT, policy=policy)
     url = f"/v1/streams/{stream_id}"
     return JSONResponse({"id": stream_id, "url": url}, status_code=201, headers={"Location": url})
 

@@ -1,0 +1,30 @@
+"""What a stream's producer reports, and the endings each wire format writes itself.
+
+A stream's format (the article's text events, or OpenAI chat chunks) is recorded with the
+stream in the log, so that any instance can end it in the right format: the producer when it
+is stopped on purpose, and a follower on another instance when the producer was lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sserelay.streams import Ending
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Set by a payload producer as it goes: how the stream ended, and chunks relayed."""
+
+    ending: Ending = Ending.DONE
+    completion_chunks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFormat:
+    name: str
+    # The payloads that end a stream stopped on purpose (DELETE, or nobody left to read).
+    stopped: Callable[[Outcome], list[bytes]]
+    # The payloads that end a stream whose producing instance died (typed `truncated`).
+    lost: Callable[[], list[bytes]]
