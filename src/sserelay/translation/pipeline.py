@@ -46,6 +46,11 @@ class ChunkWriter(Protocol):
     def fail(self, error: ProviderError) -> bytes: ...
 
 
+def _carries_content(choice: object) -> bool:
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    return isinstance(delta, dict) and bool(delta.get("content") or delta.get("tool_calls"))
+
+
 class TranslatingFilter:
     """A `StreamFilter` (gateway/relay.py) made of a reader and a writer."""
 
@@ -55,7 +60,7 @@ class TranslatingFilter:
         self.done = False
         self.error: ProviderError | None = None
         self.usage: Usage | None = None
-        self.events = 0
+        self.events = 0  # chunks with content or tool-call deltas
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
@@ -66,7 +71,7 @@ class TranslatingFilter:
                 usage = chunk.get("usage")
                 if isinstance(usage, dict):
                     self.usage = Usage.from_openai(usage)
-                if chunk.get("choices"):
+                if any(_carries_content(c) for c in chunk.get("choices") or ()):
                     self.events += 1
                 out.append(self._writer.write(chunk))
         except ProviderError as error:
@@ -74,6 +79,12 @@ class TranslatingFilter:
             return b"".join(out)
         if self._reader.done:
             self.done = True
+            if self.usage is None:
+                # Some servers (llama-cpp-python) ignore stream_options.include_usage. The
+                # client's format promises a usage report: count the chunks relayed, as the
+                # ledger does (it marks such rows estimated).
+                estimate = {"prompt_tokens": 0, "completion_tokens": self.events}
+                out.append(self._writer.write({"choices": [], "usage": estimate}))
             out.append(self._writer.finish())
         return b"".join(out)
 
