@@ -47,8 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
         targets = [t for t in TARGETS if t.key in keys or t.kind is Kind.DIRECT]
 
+    # Before the run: the revision measured is the one checked out when it started.
+    machine = describe_machine()
     results = run_benchmark(profile, targets, _log)
-    path = write_report(results, args.profile, profile, describe_machine(), args.out)
+    path = write_report(results, args.profile, profile, machine, args.out)
     _log(f"wrote {path}")
     return 0
 
