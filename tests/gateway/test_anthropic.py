@@ -199,3 +199,13 @@ def test_anthropic_passthrough_is_byte_identical(
     relayed = fetch(gateway.url, keys.full)
     assert relayed == fetch(upstream.url, PROVIDER_KEY)
     assert b"event: ping" in relayed
+
+
+def test_legacy_completions_are_refused_for_an_anthropic_model(
+    gateway: ServerProcess, keys: Keys
+) -> None:
+    """Legacy completions have no Anthropic equivalent: a BadRequestError naming the model."""
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=keys.full, max_retries=0)
+    with client, pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model="claude-fake", prompt="x")
+    assert caught.value.param == "model"  # type: ignore[attr-defined]

@@ -100,13 +100,15 @@ class GatewayConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayConfig:
-        """One upstream from the environment, as the article endpoints use."""
+        """One upstream from the environment, as the article endpoints use, and their
+        heartbeat (`serve --heartbeat`)."""
         if settings.use_local_model:
             local = UpstreamConfig(
                 name="local", kind="local", base_url=settings.openai_base_url,
                 models=(LOCAL_MODEL_NAME, "*"),
             )
-            return cls(upstreams=(local,), aliases={"fast": LOCAL_MODEL_NAME})
+            return cls(upstreams=(local,), aliases={"fast": LOCAL_MODEL_NAME},
+                       heartbeat=settings.heartbeat or None)
         is_openai = settings.openai_base_url.rstrip("/") == OPENAI_DEFAULT_BASE_URL
         upstream = UpstreamConfig(
             name="openai", kind="openai", base_url=settings.openai_base_url,
@@ -114,7 +116,7 @@ class GatewayConfig:
             max_tokens_param="max_completion_tokens" if is_openai else "max_tokens",
             connect_timeout=settings.connect_timeout,
         )
-        return cls(upstreams=(upstream,))
+        return cls(upstreams=(upstream,), heartbeat=settings.heartbeat or None)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None
