@@ -32,7 +32,7 @@ def write_plot(results: Sequence[TargetResult], profile: Profile, path: Path) ->
     titles = [r.target.title for r in measured]
     fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(13, 0.6 * len(titles) + 2.4))
     height = 0.8 / max(1, len(profile.loads))
-    top_cpu, top_lat = 1.0, 1.0
+    top_cpu, top_lat, bottom_lat = 1.0, 1.0, 0.0
     for index, load in enumerate(profile.loads):
         rows = {row.title: row for row in rows_for(measured, load)}
         offsets = [i + index * height for i in range(len(titles))]
@@ -48,6 +48,7 @@ def write_plot(results: Sequence[TargetResult], profile: Profile, path: Path) ->
         lat_ax.bar_label(bars, [_label(v, "{:+.1f}") for v in lat], fontsize="x-small", padding=2)
         top_cpu = max([top_cpu, *(v for v in cpu if v is not None)])
         top_lat = max([top_lat, *(v for v in lat if v is not None)])
+        bottom_lat = min([bottom_lat, *(v for v in lat if v is not None)])
     ticks = [i + height * (len(profile.loads) - 1) / 2 for i in range(len(titles))]
     for ax in (cpu_ax, lat_ax):
         ax.set_yticks(ticks, titles)
@@ -57,7 +58,8 @@ def write_plot(results: Sequence[TargetResult], profile: Profile, path: Path) ->
     cpu_ax.set_xlabel("relay CPU µs per relayed chunk (direct: no relay)")
     # Symlog: added latencies span from about zero to seconds for the naive baseline.
     lat_ax.set_xscale("symlog", linthresh=1.0)
-    lat_ax.set_xlim(right=top_lat * 4)
+    # Added latency can come out negative (a busier direct run); no wider than needed.
+    lat_ax.set_xlim(bottom_lat * 2 if bottom_lat < 0 else 0, top_lat * 4)
     lat_ax.set_xlabel("p99 added latency vs direct, ms (symlog)")
     lat_ax.tick_params(labelleft=False)
     fig.legend(loc="lower center", ncols=len(profile.loads), fontsize="small")
