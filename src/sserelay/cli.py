@@ -25,6 +25,12 @@ def _serve(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin) or None,
         redis_url=args.redis,
         retention=args.retention,
+        connect_timeout=args.connect_timeout,
+        first_token_timeout=args.first_token_timeout,
+        idle_timeout=args.idle_timeout,
+        max_duration=args.max_duration,
+        heartbeat=args.heartbeat,
+        slow_client_timeout=args.slow_client_timeout,
     )
     try:
         gateway_config = GatewayConfig.load(args.config) if args.config else None
@@ -147,6 +153,42 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a finished stream stays replayable for late followers "
         "and resuming clients (default: 600)",
+    )
+    limits = serve.add_argument_group("timeouts (seconds; each ends a stream with a typed ending)")
+    limits.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        help="to open the connection to the upstream (default: 10)",
+    )
+    limits.add_argument(
+        "--first-token-timeout",
+        type=float,
+        metavar="S",
+        help="from the request to the upstream's first event (default: 60)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="between two reads from the upstream mid-answer (default: 60)",
+    )
+    limits.add_argument(
+        "--max-duration", type=float, metavar="S", help="for a whole answer (default: 600)"
+    )
+    limits.add_argument(
+        "--heartbeat",
+        type=float,
+        metavar="S",
+        help="send an SSE comment this often on every stream, also while "
+        "waiting for the first token, so proxies keep it open (default: 15)",
+    )
+    limits.add_argument(
+        "--slow-client-timeout",
+        type=float,
+        metavar="S",
+        help="drop a client whose connection accepts no data for this long; the stream goes "
+        "on for everyone else and the client can resume (default: 30)",
     )
     serve.add_argument(
         "--config", metavar="PATH",

@@ -20,7 +20,7 @@ from sserelay.relay.generation import Generations
 from sserelay.settings import Settings
 from sserelay.streams import MemoryStreamLog, StreamLog
 from sserelay.upstream.errors import UpstreamError
-from sserelay.upstream.openai_client import OpenAIUpstream
+from sserelay.upstream.openai_client import OpenAIUpstream, Timeouts
 from sserelay.web import article, streams_api
 from sserelay.web.errors import (
     RequestError,
@@ -58,11 +58,22 @@ def create_app(
     settings = settings or Settings.from_env()
     gateway = Gateway(gateway_config or GatewayConfig.from_settings(settings))
     upstream = OpenAIUpstream(
-        settings.openai_base_url, settings.openai_api_key, connect_timeout=settings.connect_timeout
+        settings.openai_base_url,
+        settings.openai_api_key,
+        timeouts=Timeouts(
+            connect=settings.connect_timeout,
+            first_token=settings.first_token_timeout,
+            idle=settings.idle_timeout,
+            total=settings.max_duration,
+        ),
     )
 
     stream_log = make_stream_log(settings)
-    generations = Generations(stream_log)
+    generations = Generations(
+        stream_log,
+        heartbeat=settings.heartbeat,
+        slow_client_timeout=settings.slow_client_timeout,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
