@@ -25,8 +25,7 @@ def claude(gateway: ServerProcess, key: str) -> anthropic.Anthropic:
 def test_anthropic_sdk_streams_exact_text_and_usage(
     gateway: ServerProcess, keys: Keys, model: str
 ) -> None:
-    """The anthropic SDK's stream helper gets the exact text, the stop reason and both token
-    counts, whichever format the upstream speaks."""
+    """The anthropic stream helper gets exact text, stop reason and usage from either upstream."""
     with claude(gateway, keys.full) as client, client.messages.stream(
         model=model, max_tokens=1000, messages=[{"role": "user", "content": "echo:" + TRICKY}],
     ) as stream:
@@ -73,8 +72,7 @@ def test_anthropic_sdk_non_stream(gateway: ServerProcess, keys: Keys, model: str
 def test_anthropic_request_reaches_an_openai_upstream_as_chat(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """An Anthropic request for an OpenAI-compatible model arrives as a chat completion
-    request: system first, turns in order, max_tokens kept, usage asked for."""
+    """An Anthropic request for an OpenAI-compatible model arrives upstream as the same chat."""
     word = marker()
     with claude(gateway, keys.full) as client:
         client.messages.create(
@@ -93,8 +91,7 @@ def test_anthropic_request_reaches_an_openai_upstream_as_chat(
 def test_anthropic_upstream_gets_anthropic_auth(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """Through to an Anthropic upstream, the provider key goes in x-api-key with
-    anthropic-version, and the body is the client's."""
+    """An Anthropic upstream gets the provider key in x-api-key, with anthropic-version."""
     word = marker()
     with claude(gateway, keys.full) as client:
         client.messages.create(model="sonnet", max_tokens=5,
@@ -108,8 +105,7 @@ def test_anthropic_upstream_gets_anthropic_auth(
 def test_openai_sdk_streams_from_an_anthropic_upstream(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """The openai SDK streams a chat completion from an Anthropic-format model: exact text,
-    finish reason, and the usage chunk it asked for; the upstream got a Messages request."""
+    """The openai SDK streams exact text, finish reason and usage from an Anthropic upstream."""
     word = marker()
     with openai.OpenAI(base_url=gateway.url + "/v1", api_key=keys.full) as client:
         chunks = list(client.chat.completions.create(
@@ -144,8 +140,7 @@ def test_openai_sdk_non_stream_from_an_anthropic_upstream(
 def test_anthropic_errors_come_out_as_anthropic_sdk_classes(
     gateway: ServerProcess, keys: Keys, model: str
 ) -> None:
-    """Bad key: AuthenticationError; model outside the key's list: PermissionDeniedError;
-    upstream 429 after retries: RateLimitError; failure mid-stream: an APIError."""
+    """Bad key, forbidden model, upstream 429, mid-stream failure: the anthropic SDK's classes."""
     with claude(gateway, "srk-wrong") as client, pytest.raises(anthropic.AuthenticationError):
         client.messages.create(model=model, max_tokens=5,
                                messages=[{"role": "user", "content": "x"}])
@@ -178,8 +173,7 @@ def test_anthropic_max_tokens_is_clamped(
 def test_anthropic_passthrough_is_byte_identical(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """From an Anthropic-format upstream to an Anthropic client, the stream is the upstream's
-    own, byte for byte (pings included; here the upstream splits writes mid-line)."""
+    """Anthropic upstream to Anthropic client: the upstream's bytes, even from split writes."""
     import re
 
     import httpx

@@ -43,8 +43,7 @@ def chat_body(prompt: str, *, usage: bool) -> dict[str, Any]:
 def test_chat_stream_with_usage_is_byte_identical(
     gateway: ServerProcess, upstream: Upstream, keys: Keys, scenario: str
 ) -> None:
-    """Asked with include_usage, the client gets exactly the upstream's bytes, even when the
-    upstream's writes are cut mid-line and mid-character, bar keep-alive comments."""
+    """With include_usage the client gets the upstream's bytes exactly, bar keep-alive comments."""
     body = chat_body(scenario + "echo:" + TEXT, usage=True)
     direct = fetch(upstream.url + "/v1/chat/completions", PROVIDER_KEY, body)
     relayed = fetch(gateway.url + "/v1/chat/completions", keys.full, body)
@@ -56,8 +55,7 @@ def test_chat_stream_with_usage_is_byte_identical(
 def test_chat_stream_without_usage_drops_only_the_usage_chunk(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """Not asked for usage, the client gets the upstream's bytes (which sserelay requested
-    with usage) minus the one usage-only chunk."""
+    """Without include_usage the client gets the upstream's bytes minus the usage chunk."""
     direct = fetch(upstream.url + "/v1/chat/completions", PROVIDER_KEY,
                    chat_body("echo:" + TEXT, usage=True))
     relayed = fetch(gateway.url + "/v1/chat/completions", keys.full,

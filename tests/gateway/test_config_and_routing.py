@@ -52,8 +52,7 @@ def router_of(config: GatewayConfig) -> Router:
 
 
 def test_full_example_loads_with_keys_from_the_environment(tmp_path: Path) -> None:
-    """Each kind gets its default key variable, an explicit api_key_env wins, and the
-    defaults (OpenAI's own URL speaks Responses and max_completion_tokens) apply."""
+    """The documented example loads, keys come from the environment, defaults apply."""
     env = {"OPENAI_API_KEY": "sk-1", "AZURE_OPENAI_API_KEY": "az-2", "ANTHROPIC_API_KEY":
            "sk-ant-3", "VLLM_KEY": "v-4"}
     config = load(tmp_path, FULL, env=env)
@@ -70,8 +69,7 @@ def test_full_example_loads_with_keys_from_the_environment(tmp_path: Path) -> No
 
 
 def test_routing_follows_aliases_routes_lists_then_wildcards(tmp_path: Path) -> None:
-    """Aliases resolve (through other aliases), [routes] sets the fallback order, listed
-    models go where they are listed, anything else goes to the "*" upstream."""
+    """Routing: aliases, then [routes], then upstreams listing the model, then "*"."""
     router = router_of(load(tmp_path, FULL))
 
     def names(model: str) -> list[tuple[str, str]]:
@@ -114,8 +112,7 @@ def test_config_mistakes_name_the_file_and_setting(tmp_path: Path, text: str, wo
 
 
 def test_environment_default_without_a_config_file() -> None:
-    """No file: one upstream from the environment taking every model name; the local model
-    when there is no key, with the alias `fast`."""
+    """Without a file: one upstream from the environment, or the local model with `fast`."""
     remote = GatewayConfig.from_settings(Settings.from_env(
         {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}))
     assert [(u.kind, u.models, u.api_key) for u in remote.upstreams] == [("openai", ("*",), "k")]

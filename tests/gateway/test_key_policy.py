@@ -17,8 +17,7 @@ def sdk(gateway: ServerProcess, key: str) -> openai.OpenAI:
 def test_model_outside_the_allow_list_is_refused_before_the_upstream(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """A key limited to some models gets PermissionDeniedError for another, and the
-    upstream never sees the request."""
+    """A model outside the key's list is PermissionDeniedError and never reaches the upstream."""
     word = marker()
     with sdk(gateway, keys.limited) as client, pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(
@@ -43,8 +42,7 @@ def test_alias_routes_to_its_model(
 def test_max_tokens_is_clamped_at_the_upstream(
     gateway: ServerProcess, upstream: Upstream, keys: Keys, asked: int | None
 ) -> None:
-    """A key's max_tokens cap is what the upstream receives when the client asks for more
-    or says nothing; a smaller request is kept; the answer stops there."""
+    """The upstream receives min(requested, cap) as max_tokens, or the cap when none was asked."""
     word = marker()
     extra = {} if asked is None else {"max_tokens": asked}
     with sdk(gateway, keys.limited) as client:
@@ -103,8 +101,7 @@ def test_parameters_outside_the_allow_list_can_be_refused(
 def test_system_prompt_comes_first_and_cannot_be_replaced(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """A key's system prompt is the first message upstream; the client's own system message
-    follows it instead of replacing it."""
+    """The key's system prompt is sent first; the client's own system message comes after it."""
     word = marker()
     with sdk(gateway, keys.guided) as client:
         client.chat.completions.create(

@@ -33,8 +33,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
 def test_openai_sdk_streams_from_the_local_model_by_alias(
     local_gateway: tuple[ServerProcess, Path],
 ) -> None:
-    """`fast` names the local model: the openai SDK streams a real answer, and the tokens are
-    recorded in the ledger under the alias."""
+    """The openai SDK streams from SmolLM2 by the alias `fast`, and the ledger records it."""
     server, db = local_gateway
     with openai.OpenAI(base_url=server.url + "/v1", api_key="unused-on-loopback") as client:
         stream = client.chat.completions.create(

@@ -71,8 +71,7 @@ def test_once_a_key_exists_loopback_needs_one_too(config: Path, tmp_path: Path) 
 
 
 def test_startup_says_loopback_only(upstream: Upstream, config: Path, tmp_path: Path) -> None:
-    """`sserelay serve` with no keys says at startup that only loopback clients are answered,
-    and creates no database file just by starting."""
+    """With no keys, startup says only loopback clients are answered, and creates no file."""
     db = tmp_path / "never.sqlite3"
     with start_relay(upstream.url, "--config", str(config), env={"SSERELAY_DB": str(db)}) as relay:
         output = relay.output()

@@ -112,8 +112,7 @@ def test_content_that_says_usage_or_error_is_plain_content() -> None:
     ],
 )
 def test_mid_stream_errors_end_with_an_error_chunk_then_done(event: bytes) -> None:
-    """OpenAI's, vLLM's and gateways' mid-stream error shapes become OpenAI's error chunk
-    and [DONE]; the upstream's words pass only without keys or addresses."""
+    """Mid-stream errors of every shape become OpenAI's error chunk and [DONE], redacted."""
     out, stream = relay(ROLE, HELLO + event + HELLO, DONE)
     assert out.startswith(ROLE + HELLO)
     error = error_of(out)

@@ -28,8 +28,7 @@ SCENARIOS = ["", "[[scenario: split=1]] ", "[[scenario: crlf=1; split=1]] "]
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_sync_chat_stream_text_is_exact(gateway: ServerProcess, keys: Keys, scenario: str) -> None:
-    """A streamed chat completion arrives with the text exactly as generated, however the
-    upstream cuts and frames its writes."""
+    """A streamed chat completion has the exact text, however the upstream frames its writes."""
     with sdk(gateway, keys.full) as client:
         stream = client.chat.completions.create(
             model="gpt-4o-mini", stream=True,
@@ -90,8 +89,7 @@ def test_non_stream_calls_return_the_whole_answer(gateway: ServerProcess, keys: 
 def test_usage_chunk_only_when_the_client_asks(
     gateway: ServerProcess, keys: Keys, upstream: Upstream
 ) -> None:
-    """The upstream is always asked for usage; the client gets the usage chunk only if it
-    asked for it too."""
+    """Usage is always asked upstream; the client gets the usage chunk only if it asked."""
     word = marker()
     with sdk(gateway, keys.full) as client:
         asked = list(client.chat.completions.create(
@@ -112,8 +110,7 @@ def test_usage_chunk_only_when_the_client_asks(
 def test_wrong_or_revoked_key_raises_authentication_error(
     gateway: ServerProcess, keys: Keys
 ) -> None:
-    """An unknown key and a revoked key both get 401, which the SDK raises as
-    AuthenticationError; the message does not repeat the key."""
+    """Unknown and revoked keys get 401 (AuthenticationError), without the key echoed."""
     for key in ("srk-not-a-real-key-000000000000000000000", keys.revoked):
         with sdk(gateway, key) as client, pytest.raises(openai.AuthenticationError) as caught:
             client.chat.completions.create(
@@ -133,8 +130,7 @@ def test_provider_key_does_not_work_as_a_client_key(gateway: ServerProcess) -> N
 def test_upstream_429_after_retries_raises_rate_limit_error(
     gateway: ServerProcess, keys: Keys, upstream: Upstream
 ) -> None:
-    """An upstream 429 is retried (honouring Retry-After), then reaches the SDK as
-    RateLimitError with Retry-After."""
+    """An upstream 429 is retried, then raised as RateLimitError with Retry-After."""
     word = marker()
     client = sdk(gateway, keys.full, max_retries=0)
     with client, pytest.raises(openai.RateLimitError) as caught:
@@ -158,8 +154,7 @@ def test_upstream_400_raises_bad_request_error(gateway: ServerProcess, keys: Key
 
 
 def test_invalid_request_raises_bad_request_error(gateway: ServerProcess, keys: Keys) -> None:
-    """A request sserelay itself cannot route (no model) is a BadRequestError naming the
-    parameter."""
+    """A request without a model is a BadRequestError naming the parameter."""
     client = sdk(gateway, keys.full, max_retries=0)
     with client, pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="", messages=[{"role": "user", "content": "hi"}])
@@ -170,8 +165,7 @@ def test_invalid_request_raises_bad_request_error(gateway: ServerProcess, keys: 
 def test_failure_mid_stream_raises_api_error(
     gateway: ServerProcess, keys: Keys, scenario: str
 ) -> None:
-    """After the first byte, an upstream error, a dropped connection or a broken chunk ends
-    the stream with an error chunk, which the SDK raises as APIError."""
+    """An error, a dropped connection or a broken chunk mid-stream is the SDK's APIError."""
     with sdk(gateway, keys.full, max_retries=0) as client:
         stream = client.chat.completions.create(
             model="gpt-4o-mini", stream=True,

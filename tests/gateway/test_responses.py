@@ -60,8 +60,7 @@ def test_async_responses_stream_event_sequence(
 def test_native_responses_stream_is_byte_identical(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """From an upstream that speaks the Responses API, the stream is the upstream's own, byte
-    for byte (framing normalised; here the upstream splits writes mid-line)."""
+    """A Responses upstream's stream reaches the client byte for byte, even from split writes."""
     import re
 
     import httpx
@@ -134,8 +133,7 @@ def test_responses_refuse_what_needs_openai(gateway: ServerProcess, keys: Keys) 
 
 
 def test_responses_key_policy(gateway: ServerProcess, upstream: Upstream, keys: Keys) -> None:
-    """The key's cap applies to max_output_tokens and its system prompt becomes the
-    instructions, ahead of the client's."""
+    """The key's cap applies to max_output_tokens; its system prompt precedes the client's."""
     word = marker()
     with sdk(gateway, keys.guided) as client:
         client.responses.create(model="gpt-4o-mini", instructions="Mine.", input=f"echo:{word}")

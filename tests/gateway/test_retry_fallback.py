@@ -12,8 +12,7 @@ from tests.gateway.conftest import Keys, marker, records_with
 def test_failing_upstream_is_retried_then_the_next_one_answers(
     gateway: ServerProcess, upstream: Upstream, keys: Keys
 ) -> None:
-    """A model routed to two upstreams: the first answers 503 (retried once, as configured),
-    then the second serves the stream and the client sees only the answer."""
+    """A failing upstream is retried as configured, then the next one serves the stream."""
     word = marker()
     with openai.OpenAI(base_url=gateway.url + "/v1", api_key=keys.full, max_retries=0) as client:
         stream = client.chat.completions.create(

@@ -27,8 +27,7 @@ def impatient(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 def test_silent_upstream_gets_headers_then_heartbeats(
     impatient: ServerProcess, upstream: Upstream
 ) -> None:
-    """An upstream that answers 200 and then says nothing: the client still gets its 200 and
-    then `: ping` comments (which SDKs ignore), and leaving closes the upstream."""
+    """A silent upstream: the client gets its 200, then `: ping`; leaving closes the upstream."""
     word = marker()
     body = {"model": "gpt-3.5-turbo-instruct", "stream": True,
             "prompt": f"[[scenario: stall_after=0]] {word}"}

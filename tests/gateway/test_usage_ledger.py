@@ -44,8 +44,7 @@ def abandon_stream(relay: ServerProcess, secret: str, word: str) -> None:
 def test_finished_streams_record_the_upstreams_usage(
     gateway: ServerProcess, gateway_db: Path
 ) -> None:
-    """A completed stream and a non-streamed answer each add one row with the upstream's
-    own token counts, under the key and the model name the client used."""
+    """Streamed and whole answers record the upstream's token counts under key and alias."""
     key_id, secret = new_key(gateway_db, "ledger")
     with openai.OpenAI(base_url=gateway.url + "/v1", api_key=secret) as client:
         list(client.chat.completions.create(
@@ -65,8 +64,7 @@ def test_finished_streams_record_the_upstreams_usage(
 def test_abandoned_stream_is_drained_for_its_usage(
     gateway: ServerProcess, gateway_db: Path, upstream: Upstream
 ) -> None:
-    """With abandoned_streams = "drain", a client leaving mid-stream does not stop the
-    upstream: sserelay reads on, and records the upstream's full usage."""
+    """In drain mode a stream the client left is read to its end and its usage recorded."""
     key_id, secret = new_key(gateway_db, "drain")
     word = marker()
     abandon_stream(gateway, secret, word)
@@ -89,8 +87,7 @@ def cancelling(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 def test_abandoned_stream_is_cancelled_and_estimated(
     cancelling: tuple[ServerProcess, Path], upstream: Upstream
 ) -> None:
-    """With abandoned_streams = "cancel", the upstream request is closed when the client
-    leaves, and the row counts the chunks relayed, marked as an estimate."""
+    """In cancel mode a stream the client left is closed at once and its usage estimated."""
     relay, db = cancelling
     key_id, secret = new_key(db, "cancel")
     word = marker()

@@ -17,8 +17,7 @@ def keys(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 
 def test_create_prints_the_key_once_on_stdout(tmp_path: Path) -> None:
-    """`create` prints only the key on stdout (so a script can capture it), explains on
-    stderr, and `list` never shows it again."""
+    """`create` prints only the key, on stdout, once; `list` never shows it."""
     db = tmp_path / "k.sqlite3"
     created = keys(db, "create", "app", "--model", "fast", "--max-tokens", "100",
                    "--param", "temperature", "--refuse-params", "--system-prompt", "Be brief.")

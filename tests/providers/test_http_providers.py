@@ -50,8 +50,7 @@ async def failure(base_url: str, **kwargs: Any) -> ProviderError:
 
 
 def test_upstream_error_words_pass_without_keys_or_addresses() -> None:
-    """An upstream 4xx message is passed on with the provider key, URLs and addresses
-    removed, and keeps its status, param and code."""
+    """An upstream 4xx keeps status, param, code and words, minus keys, URLs and addresses."""
 
     async def echo(request: web.Request) -> web.Response:
         message = (f"Incorrect value; you sent {request.headers['Authorization']} from "
@@ -85,8 +84,7 @@ def test_upstream_error_words_pass_without_keys_or_addresses() -> None:
 def test_statuses_say_whether_to_retry(
     status: int, headers: dict[str, str], expected: tuple[int, bool, float | None]
 ) -> None:
-    """429 and 5xx are retryable (with Retry-After kept); 401 is sserelay's 502 and may fall
-    back; other 4xx keep their status and are final."""
+    """429 and 5xx are retryable, 401 is a 502 that falls back, other 4xx are final."""
 
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({"error": {"message": "no"}}, status=status, headers=headers)
@@ -122,8 +120,7 @@ def test_json_instead_of_an_event_stream_is_an_error() -> None:
 
 
 def test_openai_compatible_request_asks_for_usage(upstream: Upstream) -> None:
-    """A streamed request gets stream_options.include_usage, the key as a Bearer token, and
-    the output cap spelled as the upstream wants it."""
+    """A stream request asks for usage, sends a Bearer key, spells the cap as configured."""
 
     async def run() -> None:
         provider = OpenAICompatibleProvider(
@@ -144,8 +141,7 @@ def test_openai_compatible_request_asks_for_usage(upstream: Upstream) -> None:
 
 
 def test_azure_request_uses_deployment_url_version_and_api_key(upstream: Upstream) -> None:
-    """Azure: the deployment in the path, api-version in the query, the key in `api-key`
-    (never as a Bearer token), and no model in the body."""
+    """Azure: deployment path, api-version query, the key in api-key, no model in the body."""
 
     async def run() -> None:
         provider = AzureOpenAIProvider(

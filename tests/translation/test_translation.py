@@ -60,8 +60,7 @@ TOOL_CALL_CHUNKS = (
 
 
 def test_chat_request_as_anthropic() -> None:
-    """System messages become `system`, tool calls and results become blocks, images become
-    image blocks, consecutive turns of one role merge, temperature is capped at 1."""
+    """A chat request with system, images, tools and results becomes Anthropic's shape."""
     body = chat_to_messages({
         "messages": [
             {"role": "system", "content": "Be brief."},
@@ -183,8 +182,7 @@ def test_answers_round_trip_through_the_pivot() -> None:
 
 
 def test_chat_stream_with_tool_calls_as_anthropic_events() -> None:
-    """Text, then a tool call whose arguments stream in fragments: two content blocks, the
-    stop reason tool_use, and both token counts in message_delta."""
+    """Text then a streamed tool call become two Anthropic blocks with tool_use and usage."""
     stream = TranslatingFilter(ChatChunkReader(str), MessagesWriter())
     events = events_of(stream.feed(TOOL_CALL_CHUNKS))
     assert [name for name, _ in events] == [
@@ -201,8 +199,7 @@ def test_chat_stream_with_tool_calls_as_anthropic_events() -> None:
 
 
 def test_chat_stream_with_tool_calls_as_responses_events() -> None:
-    """The same stream as Responses events: a message item and a function_call item whose
-    arguments are complete in `.done` and in the final response."""
+    """Text then a streamed tool call become a message and a function_call item."""
     stream = TranslatingFilter(ChatChunkReader(str), ResponsesWriter({"input": "x"}))
     events = events_of(stream.feed(TOOL_CALL_CHUNKS))
     names = [name for name, _ in events]
@@ -236,8 +233,7 @@ ANTHROPIC_TOOL_STREAM = b"".join([
 
 
 def test_anthropic_stream_as_chat_chunks() -> None:
-    """Thinking is left out, a tool_use block becomes a streamed tool call, the stop reason
-    becomes tool_calls and the usage chunk comes before [DONE] when asked for."""
+    """Anthropic events become chat chunks: no thinking, tool calls, finish reason, usage."""
     stream = TranslatingFilter(AnthropicChunkReader(str), ChatChunkWriter(include_usage=True))
     events = events_of(stream.feed(ANTHROPIC_TOOL_STREAM))
     chunks = [data for _, data in events[:-1]]
@@ -268,8 +264,7 @@ FIRST_EVENT = ANTHROPIC_TOOL_STREAM.split(b"\n\n")[0] + b"\n\n"
      (ResponsesWriter({}), b'event: error\ndata: {"type":"error","code":"upstream_error"')],
 )
 def test_upstream_error_event_ends_each_client_format(writer: Any, shape: bytes) -> None:
-    """An Anthropic `error` event mid-stream ends the client's stream in its own error shape,
-    with the upstream's words redacted."""
+    """An upstream error event ends each client format in its own error shape, redacted."""
     stream = TranslatingFilter(AnthropicChunkReader(lambda t: t.replace("10.0.0.1", "[x]")),
                                writer)
     raw = stream.feed(FIRST_EVENT + anthropic_event(
