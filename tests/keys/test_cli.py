@@ -49,3 +49,13 @@ def test_db_from_environment(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "sserelay.cli", "keys", "create", "app"],
                    capture_output=True, check=True, env={"SSERELAY_DB": str(db), "PATH": ""})
     assert [k.name for k in KeyStore(Database(db)).list()] == ["app"]
+
+
+def test_db_from_the_gateway_config(tmp_path: Path) -> None:
+    """With --config, the file is the one `serve --config` uses ([gateway] database)."""
+    db = tmp_path / "configured.sqlite3"
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway]\ndatabase = "{db}"\n[upstreams.a]\n')
+    subprocess.run([sys.executable, "-m", "sserelay.cli", "keys", "--config", str(config),
+                    "create", "app"], capture_output=True, check=True)
+    assert [k.name for k in KeyStore(Database(db)).list()] == ["app"]

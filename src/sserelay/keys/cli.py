@@ -30,6 +30,9 @@ def add_keys_command(sub: Any) -> None:
         "./sserelay.sqlite3. With no key at all the gateway answers loopback clients only.",
     )
     keys.add_argument("--db", metavar="PATH", help="the SQLite file (see above)")
+    keys.add_argument("--config", metavar="PATH",
+                      help="take the file from this gateway config's [gateway] database, as "
+                      "`sserelay serve --config` does")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = actions.add_parser("create", help="create a key and print it (once)")
@@ -64,7 +67,17 @@ def add_keys_command(sub: Any) -> None:
 
 
 def _db(args: argparse.Namespace) -> Database:
-    return Database(database_path(args.db))
+    explicit = args.db
+    if explicit is None and args.config is not None:
+        import tomllib
+
+        try:
+            with open(args.config, "rb") as file:
+                gateway = tomllib.load(file).get("gateway", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SystemExit(f"sserelay keys: cannot read {args.config}: {exc}") from None
+        explicit = gateway.get("database") if isinstance(gateway, dict) else None
+    return Database(database_path(explicit))
 
 
 def _create(args: argparse.Namespace) -> int:
