@@ -35,6 +35,8 @@ def text_of(events: list[ServerSentEvent]) -> str:
 
 def prompt_of(record: dict[str, Any]) -> str:
     body = record["body"]
+    if not isinstance(body, dict):
+        return ""
     return str(body["messages"][-1]["content"] if "messages" in body else body.get("prompt"))
 
 
