@@ -41,6 +41,12 @@ class Settings:
     retention: float = 600.0
     # No key and no explicit base URL: run the embedded SmolLM2 model.
     use_local_model: bool = False
+    # One JSON line per request and per stream end (docs/operations.md): to this file, or
+    # to stderr. Prompt and answer text only when log_content is set.
+    log_file: str | None = None
+    log_content: bool = False
+    # GET /metrics in Prometheus' text format.
+    metrics: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
