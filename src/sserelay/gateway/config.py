@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sserelay.keys.store import KeyPolicy
 from sserelay.settings import LOCAL_MODEL_NAME, OPENAI_DEFAULT_BASE_URL, Settings
 
 __all__ = [
@@ -85,6 +86,9 @@ class GatewayConfig:
     """An SSE comment after this many silent seconds, so proxies keep the stream open."""
     database: str | None = None
     source: str = "the environment"
+    key_policies: Mapping[str, KeyPolicy] = field(default_factory=dict)
+    """`[keys.NAME]` of the configuration file: the policy of every key named NAME, in
+    place of the one stored with it (sserelay.config)."""
 
     @property
     def needs_local_model(self) -> bool:
@@ -133,20 +137,29 @@ class GatewayConfig:
             raise ConfigError(f"{where}: not valid TOML ({exc})") from None
         return _parse(data, where, env)
 
+    @classmethod
+    def parse(cls, data: dict[str, Any], where: str, env: Mapping[str, str], *,
+              default: GatewayConfig | None = None) -> GatewayConfig:
+        """The gateway's tables of an already read file (sserelay.config); without
+        `[upstreams]`, `default`'s upstreams and aliases (the environment's)."""
+        return _parse(data, where, env, default)
 
-def _parse(data: dict[str, Any], where: str, env: Mapping[str, str]) -> GatewayConfig:
+
+def _parse(data: dict[str, Any], where: str, env: Mapping[str, str],
+           default: GatewayConfig | None = None) -> GatewayConfig:
     _only(data, {"gateway", "retry", "upstreams", "aliases", "routes"}, where)
     raw_upstreams = _table(data, "upstreams", where)
-    if not raw_upstreams:
+    if not raw_upstreams and default is None:
         raise ConfigError(f"{where}: define at least one [upstreams.NAME] table")
     upstreams = tuple(
         _upstream(name, _as_table(value, f"{where}: [upstreams.{name}]"), where, env)
         for name, value in raw_upstreams.items()
-    )
+    ) if raw_upstreams or default is None else default.upstreams
     names = {u.name for u in upstreams}
-    aliases = {
+    aliases = dict(default.aliases) if default is not None and not raw_upstreams else {}
+    aliases.update({
         str(k): _str(v, f"{where}: aliases.{k}") for k, v in _table(data, "aliases", where).items()
-    }
+    })
     routes: dict[str, tuple[str, ...]] = {}
     for model, order in _table(data, "routes", where).items():
         listed = _str_list(order, f"{where}: routes.{model}")
@@ -162,7 +175,8 @@ def _parse(data: dict[str, Any], where: str, env: Mapping[str, str]) -> GatewayC
     heartbeat = _num(gateway.get("heartbeat", 15.0), f"{where}: gateway.heartbeat")
     abandoned = gateway.get("abandoned_streams", "drain")
     if abandoned not in ("drain", "cancel"):
-        raise ConfigError(f'{where}: gateway.abandoned_streams must be "drain" or "cancel"')
+        raise ConfigError(f'{where}: gateway.abandoned_streams must be "drain" or "cancel", '
+                          f"not {abandoned!r}")
     retry_table = _table(data, "retry", where)
     _only(retry_table, {"attempts", "backoff", "max_wait"}, f"{where}: [retry]")
     retry = RetryConfig(
@@ -223,7 +237,8 @@ def _upstream(name: str, table: dict[str, Any], where: str, env: Mapping[str, st
     default_param = "max_completion_tokens" if is_openai else "max_tokens"
     max_param = table.get("max_tokens_param", default_param)
     if max_param not in ("max_tokens", "max_completion_tokens"):
-        raise ConfigError(f'{at}: max_tokens_param is "max_tokens" or "max_completion_tokens"')
+        raise ConfigError(f'{at}: max_tokens_param is "max_tokens" or "max_completion_tokens", '
+                          f"not {max_param!r}")
     read_timeout = table.get("read_timeout", 300.0)
     return UpstreamConfig(
         name=name, kind=kind, base_url=None if base_url is None else _str(base_url, at),
@@ -253,35 +268,35 @@ def _table(data: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
 
 def _as_table(value: object, at: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigError(f"{at} must be a table")
+        raise ConfigError(f"{at} must be a table, not {value!r}")
     return value
 
 
 def _str(value: object, at: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{at} must be a non-empty string")
+        raise ConfigError(f"{at} must be a non-empty string, not {value!r}")
     return value
 
 
 def _str_list(value: object, at: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{at} must be a list of strings")
+        raise ConfigError(f"{at} must be a list of strings, not {value!r}")
     return value
 
 
 def _bool(value: object, at: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{at} must be true or false")
+        raise ConfigError(f"{at} must be true or false, not {value!r}")
     return value
 
 
 def _num(value: object, at: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{at} must be a non-negative number")
+        raise ConfigError(f"{at} must be a non-negative number, not {value!r}")
     return float(value)
 
 
 def _int(value: object, at: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{at} must be an integer of at least {minimum}")
+        raise ConfigError(f"{at} must be an integer of at least {minimum}, not {value!r}")
     return value

@@ -86,7 +86,7 @@ class Gateway:
             config.aliases, config.routes,
         )
         self.db = Database(database_path(db_path or config.database))
-        self.keys = KeyStore(self.db)
+        self.keys = KeyStore(self.db, config.key_policies)
         self.ledger = Ledger(self.db)
         self.background: set[asyncio.Task[None]] = set()
         self._listed: tuple[float, list[str]] = (0.0, [])

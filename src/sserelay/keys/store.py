@@ -11,7 +11,8 @@ import hashlib
 import secrets
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -87,10 +88,17 @@ _COLUMNS = "id, name, hint, policy, created_at, revoked_at"
 
 
 class KeyStore:
-    """Keys in the `keys` table of `db`."""
+    """Keys in the `keys` table of `db`. `policies` (the configuration file's `[keys.NAME]`)
+    replace the policy stored with every key of that name."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, policies: Mapping[str, KeyPolicy] | None = None) -> None:
         self.db = db
+        self.policies = dict(policies or {})
+
+    def _key(self, row: tuple[Any, ...]) -> ClientKey:
+        key = _row_to_key(row)
+        policy = self.policies.get(key.name)
+        return key if policy is None else replace(key, policy=policy)
 
     def create(self, name: str, policy: KeyPolicy | None = None) -> tuple[ClientKey, str]:
         """A new key and its secret: the only time the secret exists outside the client."""
@@ -116,7 +124,7 @@ class KeyStore:
             return []
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
         rows = conn.execute(f"SELECT {_COLUMNS} FROM keys{where} ORDER BY created_at").fetchall()
-        return [_row_to_key(row) for row in rows]
+        return [self._key(row) for row in rows]
 
     def revoke(self, id_or_name: str) -> ClientKey:
         """Revoke the key with this id (or this unique name); it stops working at once."""
@@ -155,7 +163,7 @@ class KeyStore:
             ).fetchone()
         except sqlite3.OperationalError:
             return None
-        return None if row is None else _row_to_key(row)
+        return None if row is None else self._key(row)
 
     def has_live_keys(self) -> bool:
         conn = self.db.reader()
