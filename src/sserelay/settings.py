@@ -41,6 +41,27 @@ class Settings:
     retention: float = 600.0
     # No key and no explicit base URL: run the embedded SmolLM2 model.
     use_local_model: bool = False
+    # Limits (issue 7, sserelay.limits and web/guard.py). The gateway's bodies carry images
+    # as base64, hence their own, larger body limit; only text counts towards prompt sizes.
+    max_gateway_body_bytes: int = 32 << 20
+    max_gateway_prompt_chars: int = 2_000_000
+    max_messages: int = 1000
+    # Per client (a client key, else the peer address); None: no limit.
+    key_requests_per_minute: int | None = None
+    key_tokens_per_minute: int | None = None
+    key_concurrent_streams: int | None = None
+    # Streams in flight on this instance; past it, 503 with Retry-After.
+    max_streams: int | None = 2000
+    # A client must send the request line and headers within this, and a body within
+    # body_timeout (slowloris); see web/server.py.
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    # On SIGTERM, running streams get this long to finish (web/shutdown.py).
+    shutdown_grace: float = 10.0
+    # Tickets to follow one stream without the key (web/tickets.py); the secret comes from
+    # SSERELAY_TICKET_SECRET, else is generated (and shared through Redis when configured).
+    ticket_ttl: float = 600.0
+    ticket_secret: str | None = field(default=None, repr=False)
     # One JSON line per request and per stream end (docs/operations.md): to this file, or
     # to stderr. Prompt and answer text only when log_content is set.
     log_file: str | None = None
@@ -65,6 +86,8 @@ class Settings:
         }
         if use_local:
             values["chat_model"] = values["completion_model"] = LOCAL_MODEL_NAME
+        if env.get("SSERELAY_TICKET_SECRET"):
+            values["ticket_secret"] = env["SSERELAY_TICKET_SECRET"]
         if env.get("SSERELAY_REDIS_URL"):
             values["redis_url"] = env["SSERELAY_REDIS_URL"]
         if "SSERELAY_CHAT_MODEL" in env:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sserelay.limits import claim_permit, record_completion_tokens
 from sserelay.relay.stream_format import Outcome, StreamFormat
 from sserelay.streams import Ending, StreamLog, StreamLogError, new_stream_id
 
@@ -60,6 +61,10 @@ class Generations:
         self.heartbeat = heartbeat
         self.slow_client_timeout = slow_client_timeout
         self._running: dict[str, _Running] = {}
+        # Shutdown (web/shutdown.py): followers are cut so that they resume elsewhere, which
+        # must not cancel their generations; those still running at the end are truncated.
+        self._keep_without_followers = False
+        self._truncating = False
 
     async def start(
         self,
@@ -72,9 +77,14 @@ class Generations:
         stream_id = new_stream_id()
         await self.log.create(stream_id, meta={"format": fmt.name})
         outcome = Outcome()
+        # The request's admission (sserelay.limits) lasts as long as the generation, which
+        # may outlive the response (`continue`, /v1/streams).
+        permit = claim_permit()
         task = asyncio.get_running_loop().create_task(
-            self._run(stream_id, produce, fmt.stopped, outcome, on_finish)
+            self._run(stream_id, produce, fmt, outcome, on_finish)
         )
+        if permit is not None:
+            task.add_done_callback(lambda _: permit.release())
         self._running[stream_id] = _Running(task, policy, outcome=outcome)
         return stream_id
 
@@ -88,8 +98,28 @@ class Generations:
         running = self._running.get(stream_id)
         if running is not None:
             running.followers -= 1
-            if running.followers <= 0 and running.policy == "cancel":
+            if (
+                running.followers <= 0
+                and running.policy == "cancel"
+                and not self._keep_without_followers
+            ):
                 running.task.cancel()
+
+    def keep_without_followers(self) -> None:
+        """From now on, followers leaving never cancel a generation (shutdown cuts them)."""
+        self._keep_without_followers = True
+
+    async def wait_finished(self, timeout: float) -> None:
+        """Wait until no generation runs, or `timeout` seconds."""
+        tasks = [r.task for r in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def end_truncated(self) -> None:
+        """End every running generation with its format's typed `truncated` ending, as if
+        this instance had died: followers elsewhere read it, and nobody reads "cancelled"."""
+        self._truncating = True
+        await self.aclose()
 
     async def aclose(self) -> None:
         tasks = [r.task for r in self._running.values()]
@@ -101,7 +131,7 @@ class Generations:
         self,
         stream_id: str,
         produce: Producer,
-        stop: Callable[[Outcome], list[bytes]],
+        fmt: StreamFormat,
         outcome: Outcome,
         on_finish: Callable[[], object] | None,
     ) -> None:
@@ -115,10 +145,15 @@ class Generations:
             async for payload in payloads:
                 await append(stream_id, payload)
         except asyncio.CancelledError:
-            # Stopped on purpose: DELETE, or the last follower left under ``cancel``.
-            outcome.ending = Ending.CANCELLED
+            if self._truncating:
+                outcome.ending = Ending.TRUNCATED
+                ending = fmt.lost()
+            else:
+                # Stopped on purpose: DELETE, or the last follower left under ``cancel``.
+                outcome.ending = Ending.CANCELLED
+                ending = fmt.stopped(outcome)
             with contextlib.suppress(StreamLogError):
-                for payload in stop(outcome):
+                for payload in ending:
                     await append(stream_id, payload)
         except StreamLogError:
             log.warning("stream %s: the log refused an append; ending it", stream_id)
@@ -129,5 +164,7 @@ class Generations:
             self._running.pop(stream_id, None)
             with contextlib.suppress(StreamLogError):
                 await self.log.end(stream_id, outcome.ending, ENDED_IN_LOG)
+            # Chunks relayed, as the completion tokens, unless the usage was reported already.
+            record_completion_tokens(outcome.completion_chunks)
             if on_finish is not None:
                 on_finish()
