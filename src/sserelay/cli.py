@@ -7,38 +7,37 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from sserelay.config.command import add_config_command
 from sserelay.keys.cli import add_keys_command
 from sserelay.settings import Settings
+
+
+def serve_flags(args: argparse.Namespace) -> dict[str, object]:
+    """`serve`'s flags by the Settings field each sets (None: not given). A flag whose dest
+    is the field's own name needs no line here."""
+    flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
+    flags["cors_origins"] = tuple(args.cors_origin) or None
+    flags["redis_url"] = args.redis
+    return flags
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sserelay.gateway import ConfigError, GatewayConfig
+    from sserelay.config import ConfigError, load_configuration
     from sserelay.gateway.startup import startup_lines
     from sserelay.upstream.local_model import LocalModel, LocalModelError
     from sserelay.web.app import create_app
 
-    settings = Settings.from_env(
-        host=args.host,
-        port=args.port,
-        cors_origins=tuple(args.cors_origin) or None,
-        redis_url=args.redis,
-        retention=args.retention,
-        connect_timeout=args.connect_timeout,
-        first_token_timeout=args.first_token_timeout,
-        idle_timeout=args.idle_timeout,
-        max_duration=args.max_duration,
-        heartbeat=args.heartbeat,
-        slow_client_timeout=args.slow_client_timeout,
-    )
     try:
-        gateway_config = GatewayConfig.load(args.config) if args.config else None
+        # The file, the environment over it, the flags over both (sserelay.config).
+        config = load_configuration(args.config, flags=serve_flags(args))
     except ConfigError as exc:
         print(f"sserelay: {exc}", file=sys.stderr)
         return 2
+    settings, gateway_config = config.settings, config.gateway
     local: LocalModel | None = None
-    if settings.use_local_model or (gateway_config and gateway_config.needs_local_model):
+    if settings.use_local_model or gateway_config.needs_local_model:
         local = LocalModel()
         print(
             "sserelay: no OPENAI_API_KEY set; starting the local model "
@@ -50,8 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         except LocalModelError as exc:
             print(f"sserelay: {exc}", file=sys.stderr)
             return 1
-        if gateway_config is not None:
-            gateway_config = gateway_config.with_local_model(local.base_url)
+        gateway_config = gateway_config.with_local_model(local.base_url)
     if local is not None and settings.use_local_model:
         settings = dataclasses.replace(settings, openai_base_url=local.base_url)
         upstream_desc = f"local model SmolLM2-135M-Instruct (llama.cpp on {local.base_url})"
@@ -73,7 +71,6 @@ def _serve(args: argparse.Namespace) -> int:
         f"sserelay: stream log: {log_desc}, finished streams kept {settings.retention:g} s",
         flush=True,
     )
-    gateway_config = gateway_config or GatewayConfig.from_settings(settings)
     for line in startup_lines(gateway_config):
         print(f"sserelay: {line}", flush=True)
     print(f"sserelay: serving on http://{settings.host}:{settings.port}/", flush=True)
@@ -124,11 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--host",
-        default="127.0.0.1",
         help="address to listen on (default: 127.0.0.1, this machine only)",
     )
     serve.add_argument(
-        "--port", type=int, default=8000, help="TCP port to listen on (default: 8000)"
+        "--port", type=int, help="TCP port to listen on (default: 8000)"
     )
     serve.add_argument(
         "--cors-origin",
@@ -192,11 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--config", metavar="PATH",
-        help="TOML file for the /v1 gateway: upstreams, model routes and aliases, retries "
-        "(docs/gateway.md). Default: one upstream from the environment, as above",
+        help="the TOML configuration file: server, timeouts, limits, stream log, CORS, "
+        "logging, metrics, and the /v1 gateway's upstreams, routes, aliases, retries and key "
+        "policies (sserelay.example.toml, docs/operations.md). Environment variables "
+        "SSERELAY_<SECTION>_<NAME> override it, flags override both. Default: one upstream "
+        "from the environment, as above",
     )
     serve.set_defaults(func=_serve)
     add_keys_command(sub)
+    add_config_command(sub)
     return parser
 
 

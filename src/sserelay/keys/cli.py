@@ -69,14 +69,13 @@ def add_keys_command(sub: Any) -> None:
 def _db(args: argparse.Namespace) -> Database:
     explicit = args.db
     if explicit is None and args.config is not None:
-        import tomllib
+        # Exactly the file `serve --config` would use (SSERELAY_GATEWAY_DATABASE included).
+        from sserelay.config import ConfigError, load_configuration
 
         try:
-            with open(args.config, "rb") as file:
-                gateway = tomllib.load(file).get("gateway", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SystemExit(f"sserelay keys: cannot read {args.config}: {exc}") from None
-        explicit = gateway.get("database") if isinstance(gateway, dict) else None
+            explicit = load_configuration(args.config).gateway.database
+        except ConfigError as exc:
+            raise SystemExit(f"sserelay keys: {exc}") from None
     return Database(database_path(explicit))
 
 
