@@ -22,6 +22,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from sserelay.settings import Settings
+
 from .counters import NEVER, Counters, Take
 
 __all__ = ["ClientLimits", "LimitExceeded", "Limiter", "Permit", "estimate_tokens"]
@@ -106,6 +108,26 @@ class Limiter:
         self._instance = secrets.token_hex(6)
         self._holders = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limiter:
+        """Counters in Redis when sserelay uses Redis (limits hold across instances), else in
+        memory; a limit of 0 means none."""
+        counters: Counters
+        if settings.redis_url:
+            from .redis_counters import RedisCounters
+
+            counters = RedisCounters(settings.redis_url)
+        else:
+            from .memory_counters import MemoryCounters
+
+            counters = MemoryCounters()
+        limits = ClientLimits(
+            requests_per_minute=settings.key_requests_per_minute or None,
+            tokens_per_minute=settings.key_tokens_per_minute or None,
+            concurrent_streams=settings.key_concurrent_streams or None,
+        )
+        return cls(counters, limits, max_streams=settings.max_streams or None)
 
     async def admit(self, client: str, prompt_tokens: int = 0) -> Permit:
         """A permit for one more stream of `client`, or `LimitExceeded`."""

@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sserelay.gateway import Gateway, GatewayConfig, gateway_routes
+from sserelay.limits import Limiter
 from sserelay.relay.generation import Generations
 from sserelay.settings import Settings
 from sserelay.streams import MemoryStreamLog, StreamLog
@@ -29,6 +30,9 @@ from sserelay.web.errors import (
     handle_unexpected,
     handle_upstream_error,
 )
+from sserelay.web.guard import guard_routes
+from sserelay.web.shutdown import Shutdown
+from sserelay.web.tickets import TicketSigner
 
 STATIC_DIR = resources.files("sserelay.web") / "static"
 
@@ -75,17 +79,33 @@ def create_app(
         slow_client_timeout=settings.slow_client_timeout,
     )
 
+    # Limits, tickets and graceful shutdown: see web/guard.py, which applies them per route.
+    limiter = Limiter.from_settings(settings)
+    tickets = TicketSigner(settings.ticket_secret, ttl=settings.ticket_ttl)
+
+    async def close_gateway_upstreams() -> None:
+        for provider in gateway.providers:
+            await provider.aclose()
+
+    shutdown = Shutdown(
+        settings.shutdown_grace, generations, close_upstreams=close_gateway_upstreams
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.redis_url:
+            await tickets.share_through_redis(settings.redis_url)
         try:
             yield
         finally:
+            await shutdown.finish()
+            await limiter.aclose()
             await generations.aclose()
             await stream_log.aclose()
             await upstream.aclose()
             await gateway.aclose()
 
-    routes = [
+    routes = guard_routes([
         Route("/", chat_page, methods=["GET"]),
         Route("/simple", simple_page, methods=["GET"]),
         Route("/completion", article.completion, methods=["GET"]),
@@ -96,7 +116,7 @@ def create_app(
         Route("/v1/streams/{stream_id}", streams_api.stop_stream, methods=["DELETE"]),
         *gateway_routes(),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
-    ]
+    ])
     middleware = [
         # An explicit allow-list; with none configured no CORS header is ever sent, so only
         # same-origin pages can read the streams. Never "*", never a reflected Origin.
@@ -123,4 +143,7 @@ def create_app(
     app.state.upstream = upstream
     app.state.gateway = gateway
     app.state.generations = generations
+    app.state.limiter = limiter
+    app.state.tickets = tickets
+    app.state.shutdown = shutdown
     return app

@@ -1,0 +1,129 @@
+"""The HTTP server sserelay runs: uvicorn, plus a deadline for request headers and the hook
+that starts a graceful shutdown.
+
+uvicorn (0.54, httptools) has no header timeout: its keep-alive timer only runs between
+requests and any byte received cancels it, so a client that sends its headers one byte at a
+time (slowloris), or connects and sends nothing, holds a connection and a file descriptor
+for ever. `header_deadline_protocol` adds one: the request line and headers must have
+arrived `header_timeout` seconds after the connection opened or the previous response
+ended; otherwise the client gets 408 and the connection is closed. Bodies have their own
+limit, enforced where they are read (web/guard.py, `body_timeout`).
+
+On SIGTERM uvicorn stops accepting, closes idle connections and waits for the others
+(`timeout_graceful_shutdown`), then runs the lifespan shutdown; `GracefulServer` tells the
+app first (`Shutdown.begin`), so that it refuses new streams and cuts the running ones at the
+end of its grace period, before uvicorn's own limit (set a few seconds later) would cancel
+them with a traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import socket
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from sserelay.settings import Settings
+from sserelay.web.shutdown import Shutdown
+
+__all__ = ["GracefulServer", "header_deadline_protocol", "serve"]
+
+_TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 44\r\nconnection: close\r\n\r\n"
+    b"The request headers did not arrive in time.\n"
+)
+# uvicorn's words for a response the app stopped writing; at shutdown that is on purpose
+# (followers are cut so that they resume elsewhere), so it is not logged as an error then.
+_CUT_RESPONSE = "ASGI callable returned without completing response."
+# Beyond the grace period, what uvicorn waits before cancelling what is left.
+_SERVER_MARGIN = 5.0
+
+
+def header_deadline_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing connections whose headers do not arrive in
+    `header_timeout` seconds."""
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request's headers are due as well
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(header_timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _expired(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a request is being served: its headers did arrive
+            self.transport.write(_TIMED_OUT)
+            self.transport.close()
+
+    return HeaderDeadlineProtocol
+
+
+class _QuietCuts(logging.Filter):
+    def __init__(self, shutdown: Shutdown) -> None:
+        super().__init__()
+        self._shutdown = shutdown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self._shutdown.is_cut and record.getMessage() == _CUT_RESPONSE)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, telling the app when a shutdown begins."""
+
+    def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
+        super().__init__(config)
+        self.app_shutdown = shutdown
+        logging.getLogger("uvicorn.error").addFilter(_QuietCuts(shutdown))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.app_shutdown.begin()
+        await super().shutdown(sockets)
+
+
+def serve(app: Starlette, settings: Settings, **options: Any) -> None:
+    """Run `app` (from `create_app`) until SIGTERM or Ctrl-C; `options` go to uvicorn."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=header_deadline_protocol(settings.header_timeout),
+        # The access log would write prompts (query strings) to the log: off.
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace + _SERVER_MARGIN),
+        **options,
+    )
+    GracefulServer(config, app.state.shutdown).run()
