@@ -74,12 +74,15 @@ def openai_error(exc: GatewayError | UpstreamError) -> dict[str, object]:
     kind, param = _fields(exc)
     if exc.status >= 500 and not isinstance(exc, GatewayError):
         kind = "server_error"
-    return {
+    error: dict[str, object] = {
         "message": exc.message,
         "type": kind or _OPENAI_TYPES.get(exc.status, "server_error"),
         "param": param,
         "code": exc.code,
     }
+    if isinstance(exc, UpstreamError):
+        error["ending"] = exc.ending  # sserelay's typed ending: "error" or "truncated"
+    return error
 
 
 def anthropic_error(exc: GatewayError | UpstreamError) -> dict[str, object]:

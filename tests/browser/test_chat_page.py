@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Locator, Page, Request, Route, expect
 
 from sserelay.testing.procs import ServerProcess
 from tests.browser.cut_proxy import CutProxy
-from tests.conftest import Upstream
+from tests.conftest import Upstream, start_relay
 
 T = TypeVar("T")
 
@@ -520,19 +520,30 @@ def test_model_picker_fills_from_v1_models_and_sends_the_choice(
 
 
 def test_refused_request_is_explained_and_the_message_kept(
-    page: Page, relay: ServerProcess
+    page: Page, upstream: Upstream, tmp_path: Path
 ) -> None:
-    """An HTTP error from POST /v1/streams is explained; the message returns to the box."""
+    """An HTTP error from POST /v1/streams (a model the gateway does not route) is explained;
+    the message returns to the box."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        "[upstreams.only]\n"
+        'kind = "openai"\n'
+        f'base_url = "{upstream.url}/v1"\n'
+        'api_key_env = "OPENAI_API_KEY"\n'
+        'models = ["fake-chat"]\n'
+    )
     page.route("**/v1/models", models_route({"data": [{"id": "no-such-model"}]}))
-    open_chat(page, relay.url)
-    page.get_by_label("Model").select_option("no-such-model")
-    send(page, "echo:hello")
-    expect_state(page, "error")
-    status = page.locator("#status")
-    expect(status).to_contain_text("no-such-model")  # the server's words name it
-    expect(status).to_contain_text("Pick another model")
-    expect(page.locator("#prompt")).to_have_value("echo:hello")
-    expect(page.locator(".message")).to_have_count(0)
+    with start_relay(upstream.url, "--config", str(config),
+                     env={"SSERELAY_DB": str(tmp_path / "keys.sqlite3")}) as relay:
+        open_chat(page, relay.url)
+        page.get_by_label("Model").select_option("no-such-model")
+        send(page, "echo:hello")
+        expect_state(page, "error")
+        status = page.locator("#status")
+        expect(status).to_contain_text("no-such-model")  # the server's words name it
+        expect(status).to_contain_text("Pick another model")
+        expect(page.locator("#prompt")).to_have_value("echo:hello")
+        expect(page.locator(".message")).to_have_count(0)
 
 
 def test_upstream_failure_before_the_answer_is_explained(page: Page, relay: ServerProcess) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from sserelay.providers.azure import AZURE_API_VERSION
 from sserelay.upstream.errors import Ending
 from sserelay.web.event_stream import EventStreamResponse
 
-__all__ = ["Gateway", "build_provider"]
+__all__ = ["Gateway", "OpenedStream", "build_provider"]
 
 log = logging.getLogger("sserelay.gateway")
 _MODEL_LIST_TTL = 60.0
@@ -64,6 +65,17 @@ def build_provider(upstream: UpstreamConfig) -> Provider:
         responses=upstream.responses, stream_usage=upstream.stream_usage,
         max_tokens_param=upstream.max_tokens_param, **common,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedStream:
+    """An upstream stream that answered: read `reply`, feed `stream` (a client-format
+    filter), relay `first` first, and call `finish(stream, ending)` once at the end."""
+
+    reply: ProviderReply
+    stream: StreamFilter
+    first: bytes
+    finish: Callable[[StreamFilter, Ending], None]
 
 
 @dataclass(slots=True)
@@ -107,30 +119,59 @@ class Gateway:
     async def serve(
         self, key: ClientKey | None, api: Api, body: dict[str, Any], body_bytes: int
     ) -> Response:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise GatewayError(400, "You must provide a model parameter.", "missing_model",
-                               param="model")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise GatewayError(400, "`stream` must be true or false.", "invalid_type",
                                param="stream")
+        body, routes, ledger = self._prepare(key, api, body, body_bytes)
+        options = body.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if not stream:
+            return await self._answer(api, body, routes, ledger)
+        opened = await self._open(api, body, routes, ledger, strip_usage=not wants_usage)
+        relayed = RelayedStream(
+            opened.reply, opened.stream, opened.first, finish=ledger.finish_stream,
+            abandoned=self.config.abandoned, drain_timeout=self.config.drain_timeout,
+            background=self.background,
+        )
+        return EventStreamResponse(relayed.body(), on_close=relayed.close,
+                                   heartbeat=self.config.heartbeat)
+
+    async def open_stream(
+        self, key: ClientKey | None, api: Api, body: dict[str, Any], body_bytes: int
+    ) -> OpenedStream:
+        """Route, police, retry and open one streaming request, for callers that relay it
+        themselves (/v1/streams writes it into the stream log). The usage chunk is kept: the
+        caller records usage with `OpenedStream.finish` when the stream ends."""
+        body, routes, ledger = self._prepare(key, api, {**body, "stream": True}, body_bytes)
+        opened = await self._open(api, body, routes, ledger, strip_usage=False)
+        return OpenedStream(opened.reply, opened.stream, opened.first, ledger.finish_stream)
+
+    def _prepare(
+        self, key: ClientKey | None, api: Api, body: dict[str, Any], body_bytes: int
+    ) -> tuple[dict[str, Any], list[Route], _LedgerEntry]:
+        """The body after the key's policy, the routes for its model, and its ledger row."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise GatewayError(400, "You must provide a model parameter.", "missing_model",
+                               param="model")
         policy = key.policy if key is not None else KeyPolicy()
         check_model(policy, model, self.router.target(model))
         routes = self.router.routes(model)
         body = apply_policy(policy, api, body)
-        options = body.get("stream_options")
-        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         ledger = _LedgerEntry(self, key, api, model, prompt_estimate=body_bytes // 4)
-        if not stream:
-            return await self._answer(api, body, routes, ledger)
+        return body, routes, ledger
 
+    async def _open(
+        self, api: Api, body: dict[str, Any], routes: list[Route], ledger: _LedgerEntry,
+        *, strip_usage: bool,
+    ) -> _Opened:
         async def attempt(route: Route) -> _Opened:
             exchange = exchange_for(api, route.provider)
             reply = await route.provider.send(
                 exchange.upstream_api, route.model, exchange.request(body), stream=True
             )
-            relay = exchange.stream_filter(body, strip_usage=not wants_usage,
+            relay = exchange.stream_filter(body, strip_usage=strip_usage,
                                            redact=route.provider.redact)
             try:
                 async with asyncio.timeout(self.config.first_byte_wait):
@@ -147,13 +188,7 @@ class Gateway:
 
         opened = await with_retries(routes, attempt, self.config.retry)
         ledger.route = opened.route
-        relayed = RelayedStream(
-            opened.reply, opened.stream, opened.first, finish=ledger.finish_stream,
-            abandoned=self.config.abandoned, drain_timeout=self.config.drain_timeout,
-            background=self.background,
-        )
-        return EventStreamResponse(relayed.body(), on_close=relayed.close,
-                                   heartbeat=self.config.heartbeat)
+        return opened
 
     async def _answer(
         self, api: Api, body: dict[str, Any], routes: list[Route], ledger: _LedgerEntry

@@ -1,63 +1,57 @@
-"""Chat Completions chunks relayed as they came, for /v1/streams.
+"""Chat Completions chunks for /v1/streams, as the gateway relays them.
 
-Each upstream event's JSON is passed on untouched (fields sserelay does not know, such as
-`service_tier` or tool-call deltas, survive); it is only looked into when it may be a
-mid-stream error. The stream always ends with `data: [DONE]`, after a typed error chunk
-when the upstream failed.
+The gateway opens the stream (routing, key policy, retries) and its client-format filter
+passes each upstream chunk's JSON on untouched, or translates it when the upstream speaks
+another API. Here that output is cut into single events for the stream log, so each gets
+its own id. The stream always ends with `data: [DONE]`, after a typed error chunk when the
+upstream failed (`error_shapes.openai_error_event`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 
 from sserelay.codec import DONE, encode_data_bytes
+from sserelay.error_shapes import openai_error_event
+from sserelay.gateway.service import OpenedStream
+from sserelay.providers import ProviderError
 from sserelay.relay.stream_format import Outcome, StreamFormat
 from sserelay.streams import Ending
+from sserelay.upstream.errors import Ending as LedgerEnding
 from sserelay.upstream.errors import UpstreamError
-from sserelay.upstream.openai_client import OpenAIUpstream, UpstreamStream
+
+_BLANK = b"\n\n"
 
 
-def error_chunk(code: str, message: str, ending: str) -> bytes:
-    """OpenAI's own mid-stream error shape: `data: {"error": {...}}`."""
-    error = {
-        "error": {
-            "message": message,
-            "type": "server_error",
-            "param": None,
-            "code": code,
-            "ending": ending,
-        }
-    }
-    return encode_data_bytes(orjson.dumps(error))
-
-
-async def chat_payloads(
-    stream: UpstreamStream, upstream: OpenAIUpstream, outcome: Outcome
-) -> AsyncIterator[bytes]:
+async def chat_payloads(opened: OpenedStream, outcome: Outcome) -> AsyncIterator[bytes]:
+    """One payload per event, from the first bytes to `[DONE]`; usage recorded at the end."""
+    reply, stream = opened.reply, opened.stream
+    read, feed = reply.read_chunk, stream.feed
+    ledger_ending: LedgerEnding = "aborted"  # unless the loop below completes
+    out = opened.first
     try:
-        async for event in stream.events():
-            data = event.data
-            if data == "[DONE]":
-                yield DONE
-                return
-            if '"error"' in data:
-                _raise_if_error(data, upstream)
-            outcome.completion_chunks += 1
-            yield encode_data_bytes(data.encode())
-        raise UpstreamError(
-            "upstream_truncated",
-            "The model provider ended the stream before the answer was complete.",
-            ending="truncated",
-        )
-    except UpstreamError as exc:
-        outcome.ending = Ending(exc.ending)
-        yield error_chunk(exc.code, exc.message, exc.ending)
-        yield DONE
+        while True:
+            if out:
+                # The filter writes whole LF-framed events whose data is one JSON line, so a
+                # blank line can only be an event boundary.
+                for event in out.split(_BLANK)[:-1]:
+                    outcome.completion_chunks += 1
+                    yield event + _BLANK
+            if stream.done:
+                break
+            try:
+                chunk = await read()
+            except ProviderError as error:
+                out = stream.fail(error)
+                continue
+            out = feed(chunk) if chunk else stream.end()
+        ledger_ending = stream.error.ending if stream.error else "done"
+        outcome.ending = Ending(ledger_ending)
     finally:
-        await stream.__aexit__(None, None, None)
+        reply.close()
+        opened.finish(stream, ledger_ending)
 
 
 def _stopped(outcome: Outcome) -> list[bytes]:
@@ -71,29 +65,10 @@ def _stopped(outcome: Outcome) -> list[bytes]:
     return [encode_data_bytes(orjson.dumps(chunk)), DONE]
 
 
-def _raise_if_error(data: str, upstream: OpenAIUpstream) -> None:
-    try:
-        chunk: Any = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(
-            "upstream_malformed", "The model provider sent a chunk that is not valid JSON."
-        ) from None
-    if isinstance(chunk, dict) and (chunk.get("error") or chunk.get("object") == "error"):
-        err = chunk.get("error", chunk)
-        message = err.get("message") if isinstance(err, dict) else err
-        detail = f": {upstream.redact(message)}" if isinstance(message, str) and message else "."
-        raise UpstreamError("upstream_error", "The model provider failed mid-answer" + detail)
-
-
-CHAT = StreamFormat(
-    "chat",
-    stopped=_stopped,
-    lost=lambda: [
-        error_chunk(
-            "producer_lost",
-            "The sserelay instance producing this answer stopped before it was complete.",
-            "truncated",
-        ),
-        DONE,
-    ],
+_LOST = UpstreamError(
+    "producer_lost",
+    "The sserelay instance producing this answer stopped before it was complete.",
+    ending="truncated",
 )
+
+CHAT = StreamFormat("chat", stopped=_stopped, lost=lambda: [openai_error_event(_LOST)])

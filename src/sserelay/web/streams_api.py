@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from sserelay.gateway.auth import authenticate
+from sserelay.gateway.errors import GatewayError
+from sserelay.gateway.service import Gateway
 from sserelay.relay.chat_stream import CHAT, chat_payloads
 from sserelay.relay.generation import Generations, Outcome
 from sserelay.settings import Settings
 from sserelay.streams import parse_event_id, validate_stream_id
-from sserelay.upstream.openai_client import OpenAIUpstream
 from sserelay.web.article import disconnect_policy, read_json_body, validate_messages
 from sserelay.web.errors import RequestError
 from sserelay.web.follow import follow_response, requested_resume, resume_response
@@ -43,20 +46,19 @@ MAX_TOKENS_CAP = 4096
 
 
 async def create_stream(request: Request) -> Response:
+    """Start a generation through the gateway (its routes, aliases, key policy, retries and
+    usage ledger) and answer where to follow it."""
     settings: Settings = request.app.state.settings
     generations: Generations = request.app.state.generations
-    upstream: OpenAIUpstream = request.app.state.upstream
+    gateway: Gateway = request.app.state.gateway
+    try:
+        key = authenticate(request, gateway.keys)
+    except GatewayError as exc:
+        raise RequestError(exc.status, exc.message, exc.code) from None
     body = await read_json_body(request, settings.max_body_bytes)
     if "messages" not in body:
         raise RequestError(400, 'The JSON body needs a "messages" list, as for chat completions.')
     messages = validate_messages(body["messages"], settings.max_prompt_chars)
-    model = body.get("model", settings.chat_model)
-    if model != settings.chat_model:
-        raise RequestError(
-            400,
-            f"The model {model!r} is not available here; use {settings.chat_model!r}.",
-            code="model_not_found",
-        )
     unknown = sorted(set(body) - _PASSED - _OURS)
     if unknown:
         raise RequestError(400, f"These parameters are not accepted: {', '.join(unknown)}.")
@@ -66,17 +68,18 @@ async def create_stream(request: Request) -> Response:
             if not isinstance(request_body[cap], int) or request_body[cap] < 1:
                 raise RequestError(400, f'"{cap}" must be a positive integer.')
             request_body[cap] = min(request_body[cap], MAX_TOKENS_CAP)
-    request_body.update(
-        model=model, messages=messages, stream=True, stream_options={"include_usage": True}
-    )
+    model = body.get("model") or settings.chat_model
+    request_body.update(model=model, messages=messages, stream_options={"include_usage": True})
     policy = body.get("disconnect", disconnect_policy(request, "continue"))
     if policy not in ("cancel", "continue", "drain"):
         raise RequestError(400, '"disconnect" must be one of cancel, continue, drain.')
-    stream = upstream.stream("/chat/completions", request_body)
-    await stream.__aenter__()
+    try:
+        opened = await gateway.open_stream(key, "chat", request_body, len(orjson.dumps(body)))
+    except GatewayError as exc:
+        raise RequestError(exc.status, exc.message, exc.code) from None
 
     def produce(outcome: Outcome) -> AsyncIterator[bytes]:
-        return chat_payloads(stream, upstream, outcome)
+        return chat_payloads(opened, outcome)
 
     stream_id = await generations.start(produce, CHAT, policy=policy)
     url = f"/v1/streams/{stream_id}"
