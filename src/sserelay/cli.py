@@ -22,12 +22,11 @@ def serve_flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from sserelay.config import ConfigError, load_configuration
     from sserelay.gateway.startup import startup_lines
     from sserelay.upstream.local_model import LocalModel, LocalModelError
     from sserelay.web.app import create_app
+    from sserelay.web.server import serve
 
     try:
         # The file, the environment over it, the flags over both (sserelay.config).
@@ -75,17 +74,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"sserelay: {line}", flush=True)
     print(f"sserelay: serving on http://{settings.host}:{settings.port}/", flush=True)
     try:
-        uvicorn.run(
-            create_app(settings, gateway_config),
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            # The access log would write prompts (query strings) to the log: off.
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=5,
-        )
+        # uvicorn, with a header deadline and graceful shutdown (web/server.py).
+        serve(create_app(settings, gateway_config), settings)
     finally:
         if local is not None:
             local.stop()
@@ -186,6 +176,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop a client whose connection accepts no data for this long; the stream goes "
         "on for everyone else and the client can resume (default: 30)",
     )
+    # Flags named after their Settings field (dest) need no other line (issue 7: limits).
+    guard = serve.add_argument_group("limits (429/503 with Retry-After past a rate; 0: none)")
+    guard.add_argument("--max-body-bytes", type=int, metavar="N",
+                       help="largest request body on the article endpoints and /v1/streams "
+                       "(default: 1048576); larger gets 413 without being read")
+    guard.add_argument("--max-gateway-body-bytes", type=int, metavar="N",
+                       help="largest request body on the /v1 gateway, which takes images as "
+                       "base64 (default: 33554432)")
+    guard.add_argument("--max-prompt-chars", type=int, metavar="N",
+                       help="text of one conversation on the article endpoints and "
+                       "/v1/streams (default: 32000)")
+    guard.add_argument("--max-gateway-prompt-chars", type=int, metavar="N",
+                       help="text of one conversation on the /v1 gateway (default: 2000000)")
+    guard.add_argument("--max-messages", type=int, metavar="N",
+                       help="messages in one conversation (default: 1000)")
+    guard.add_argument("--key-requests-per-minute", type=int, metavar="N",
+                       help="requests per client key (without keys: per address) per minute "
+                       "(default: none)")
+    guard.add_argument("--key-tokens-per-minute", type=int, metavar="N",
+                       help="prompt (estimated as bytes/4) plus completion tokens per client "
+                       "key per minute (default: none)")
+    guard.add_argument("--key-concurrent-streams", type=int, metavar="N",
+                       help="streams one client key may have running at once (default: none)")
+    guard.add_argument("--max-streams", type=int, metavar="N",
+                       help="streams running on this instance at once (default: 2000)")
+    guard.add_argument("--header-timeout", type=float, metavar="S",
+                       help="a client must send its request headers within S seconds, else "
+                       "408 and the connection is closed (default: 10)")
+    guard.add_argument("--body-timeout", type=float, metavar="S",
+                       help="and its request body within S seconds (default: 60)")
+    guard.add_argument("--shutdown-grace", type=float, metavar="S",
+                       help="on SIGTERM, running streams get S seconds to finish; then "
+                       "followers are disconnected to resume elsewhere (default: 10)")
+    guard.add_argument("--ticket-ttl", type=float, metavar="S",
+                       help="how long the ticket POST /v1/streams returns lets a browser "
+                       "follow that stream without the key (default: 600)")
     serve.add_argument(
         "--config", metavar="PATH",
         help="the TOML configuration file: server, timeouts, limits, stream log, CORS, "
