@@ -23,6 +23,7 @@ from sserelay.gateway.router import Route, Router
 from sserelay.keys.database import Database, database_path
 from sserelay.keys.ledger import Ledger, Usage, UsageRow
 from sserelay.keys.store import ClientKey, KeyPolicy, KeyStore
+from sserelay.limits import record_completion_tokens
 from sserelay.providers import (
     AnthropicProvider,
     Api,
@@ -282,6 +283,8 @@ class _LedgerEntry:
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             estimated=estimated, ending=ending,
         )
+        # The client's tokens-per-minute window (sserelay.limits) counts the same tokens.
+        record_completion_tokens(usage.completion_tokens)
         try:
             self.gateway.ledger.record(row)
         except Exception:  # the answer was relayed; a ledger failure must not break it

@@ -1,7 +1,8 @@
 """/v1/streams: start a generation, follow it from anywhere, stop it.
 
 `POST /v1/streams` takes a chat request (as for /v1/chat/completions), starts the
-generation and answers `{"id", "url"}`. `GET /v1/streams/{id}` follows it as SSE, resuming
+generation and answers `{"id", "url", "ticket"}`. `GET /v1/streams/{id}` follows it as SSE
+(with the key, or `?ticket=` from a browser), resuming
 strictly after `Last-Event-ID` (or `?last_event_id=`); any number of clients may follow.
 `DELETE /v1/streams/{id}` stops it: every follower gets finish_reason "cancelled", the usage
 so far, and `[DONE]`.
@@ -83,7 +84,11 @@ async def create_stream(request: Request) -> Response:
 
     stream_id = await generations.start(produce, CHAT, policy=policy)
     url = f"/v1/streams/{stream_id}"
-    return JSONResponse({"id": stream_id, "url": url}, status_code=201, headers={"Location": url})
+    # A browser follows with `?ticket=` (EventSource sends no headers; web/tickets.py).
+    ticket = request.app.state.tickets.issue(stream_id)
+    return JSONResponse(
+        {"id": stream_id, "url": url, "ticket": ticket}, status_code=201, headers={"Location": url}
+    )
 
 
 async def follow_stream(request: Request) -> Response:
