@@ -15,6 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+# Where the app puts the server's own `send` (web/app.py, SserelayApp.__call__).
+RAW_SEND_KEY = "sserelay.raw_send"
+
 SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -53,6 +56,11 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            # The start went through the middleware (CORS adds its headers there); the body
+            # goes straight to the server. Every middleware wrapper only looks at the start,
+            # and skipping three of them per chunk was ~7% of the relay's CPU (profile in
+            # docs/decisions.md, "The hot path").
+            send = scope.get(RAW_SEND_KEY, send)
             pump = asyncio.ensure_future(self._pump(send))
             watch = asyncio.ensure_future(_wait_for_disconnect(receive))
             helpers = [watch]
