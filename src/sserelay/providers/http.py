@@ -8,6 +8,8 @@ that says whether retrying or falling back can help.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,7 @@ import orjson
 
 from sserelay.providers.base import Api, Provider, ProviderReply
 from sserelay.providers.errors import ProviderError
+from sserelay.upstream.watchdog import Timeouts, Watchdog
 
 __all__ = ["HttpProvider", "HttpReply"]
 
@@ -25,29 +28,38 @@ _EVENT_STREAM = "text/event-stream"
 
 
 class HttpReply(ProviderReply):
-    """A 2xx aiohttp response, read chunk by chunk with no layer in between."""
+    """A 2xx aiohttp response, read chunk by chunk with no layer in between.
 
-    __slots__ = ("_content", "_response")
+    The idle limit is kept by a `Watchdog` (one periodic check per stream) rather than
+    aiohttp's per-read `sock_read` timer: the hot path only counts reads.
+    """
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    __slots__ = ("_content", "_idle", "_response", "_watchdog")
+
+    def __init__(self, response: aiohttp.ClientResponse, idle: float | None = None) -> None:
         self._response = response
         self._content = response.content
+        self._idle = idle
+        limit = math.inf if idle is None else idle
+        self._watchdog = Watchdog(response, Timeouts(first_token=limit, idle=limit,
+                                                     total=math.inf))
 
     async def read_chunk(self) -> bytes:
+        watchdog = self._watchdog
         try:
-            return await self._content.readany()  # everything buffered, as one bytes
+            chunk = await self._content.readany()  # everything buffered, as one bytes
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
-            raise _truncated() from None
-        except TimeoutError:
-            raise ProviderError(
-                "upstream_timeout",
-                "The model provider stopped sending before the answer was complete.",
-                status=504, ending="truncated",
-            ) from None
+            raise (_stalled() if watchdog.expired else _truncated()) from None
+        if not chunk and watchdog.expired:
+            raise _stalled()
+        watchdog.reads += 1
+        return chunk
 
     async def read_body(self) -> bytes:
+        self._watchdog.stop()  # one deadline for the whole body instead
         try:
-            body = await self._content.read(_BODY_LIMIT + 1)
+            async with asyncio.timeout(self._idle):
+                body = await self._content.read(_BODY_LIMIT + 1)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
             raise _truncated() from None
         except TimeoutError:
@@ -61,12 +73,21 @@ class HttpReply(ProviderReply):
         return body
 
     def close(self) -> None:
+        self._watchdog.stop()
         # close(), not release(), unless the body was read to its end: an upstream whose
         # connection is closed stops generating; a released one is reused by the pool.
         if self._content.at_eof():
             self._response.release()
         else:
             self._response.close()
+
+
+def _stalled() -> ProviderError:
+    return ProviderError(
+        "upstream_timeout",
+        "The model provider stopped sending before the answer was complete.",
+        status=504, ending="truncated",
+    )
 
 
 def _truncated() -> ProviderError:
@@ -117,9 +138,7 @@ class HttpProvider(Provider):
             # No pool limit: each relayed stream holds one upstream connection for its whole
             # life, and a limit would queue streams invisibly instead of failing them.
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=self._connect_timeout, sock_read=self._read_timeout
-            )
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=timeout, auto_decompress=True
             )
@@ -156,7 +175,7 @@ class HttpProvider(Provider):
                 + ("something other than an event stream." if stream else "an event stream."),
                 upstream_status=response.status, fallback=True,
             )
-        return HttpReply(response)
+        return HttpReply(response, self._read_timeout)
 
     async def _get_json(self, url: str) -> Any:
         headers = {**self._extra_headers, **self._auth_headers(), "Accept": "application/json"}
@@ -176,7 +195,8 @@ class HttpProvider(Provider):
         self, url: str, payload: bytes, headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
         try:
-            return await self.session.post(url, data=payload, headers=headers)
+            async with asyncio.timeout(self._read_timeout):
+                return await self.session.post(url, data=payload, headers=headers)
         except TimeoutError:
             raise ProviderError(
                 "upstream_timeout", "The model provider did not answer in time.",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -21,22 +20,7 @@ import orjson
 from sserelay.codec import ServerSentEvent, SSEDecodeError, SSEDecoder
 from sserelay.redaction import redact
 from sserelay.upstream import failures
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Limits on an upstream stream, in seconds; each ends the stream with a typed ending."""
-
-    connect: float = 10.0
-    first_token: float = 60.0  # from the request to the first event
-    idle: float = 60.0  # between two reads once the stream has started
-    total: float = 600.0  # the whole answer
-
-    @property
-    def tick(self) -> float:
-        # The watchdog's period: a quarter of the shortest limit, so a limit is enforced
-        # within 25 % of its value without a timer per chunk.
-        return max(0.05, min(self.first_token, self.idle, self.total) / 4)
+from sserelay.upstream.watchdog import Timeouts, Watchdog
 
 
 class OpenAIUpstream:
@@ -134,7 +118,7 @@ class UpstreamStream:
         decoder = SSEDecoder()
         response = self._response
         content = response.content
-        watchdog = _Watchdog(response, self._upstream.timeouts)
+        watchdog = Watchdog(response, self._upstream.timeouts)
         try:
             async for chunk in content.iter_any():
                 watchdog.reads += 1
@@ -162,40 +146,3 @@ class UpstreamStream:
         raise failures.status_error(
             response.status, raw, response.headers.get("Retry-After"), self._upstream.redact
         )
-
-
-class _Watchdog:
-    """Enforces the first-token, idle and total limits with one periodic timer per stream.
-
-    The hot path only increments `reads`; the timer compares it with what it saw last time.
-    On expiry it closes the response, which ends the pending read.
-    """
-
-    def __init__(self, response: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
-        self.reads = 0
-        self.expired: failures.Limit | None = None
-        self._response = response
-        self._timeouts = timeouts
-        self._loop = asyncio.get_running_loop()
-        self._started = self._last_progress = self._loop.time()
-        self._seen = 0
-        self._handle = self._loop.call_later(timeouts.tick, self._check)
-
-    def _check(self) -> None:
-        now = self._loop.time()
-        limits = self._timeouts
-        if self.reads != self._seen:
-            self._seen, self._last_progress = self.reads, now
-        if now - self._started > limits.total:
-            self.expired = "total"
-        elif self.reads == 0 and now - self._started > limits.first_token:
-            self.expired = "first_token"
-        elif self.reads and now - self._last_progress > limits.idle:
-            self.expired = "idle"
-        if self.expired:
-            self._response.close()
-        else:
-            self._handle = self._loop.call_later(limits.tick, self._check)
-
-    def stop(self) -> None:
-        self._handle.cancel()

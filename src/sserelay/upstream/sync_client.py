@@ -28,7 +28,7 @@ from sserelay.codec import ServerSentEvent, SSEDecodeError, SSEDecoder
 from sserelay.redaction import redact
 from sserelay.settings import Settings
 from sserelay.upstream import failures
-from sserelay.upstream.openai_client import Timeouts
+from sserelay.upstream.watchdog import Timeouts
 
 __all__ = ["SyncOpenAIUpstream", "SyncUpstreamStream"]
 
