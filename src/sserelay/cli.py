@@ -24,6 +24,7 @@ def serve_flags(args: argparse.Namespace) -> dict[str, object]:
 def _serve(args: argparse.Namespace) -> int:
     from sserelay.config import ConfigError, load_configuration
     from sserelay.gateway.startup import startup_lines
+    from sserelay.observability import configure_json_logging
     from sserelay.upstream.local_model import LocalModel, LocalModelError
     from sserelay.web.app import create_app
     from sserelay.web.server import serve
@@ -73,6 +74,13 @@ def _serve(args: argparse.Namespace) -> int:
     for line in startup_lines(gateway_config):
         print(f"sserelay: {line}", flush=True)
     print(f"sserelay: serving on http://{settings.host}:{settings.port}/", flush=True)
+    try:
+        # One JSON line per request and per stream end, to [logging] file or stderr.
+        configure_json_logging(settings.log_file)
+    except OSError as exc:
+        print(f"sserelay: logging.file = {settings.log_file!r}: cannot be opened for "
+              f"appending ({exc.strerror})", file=sys.stderr)
+        return 2
     try:
         # uvicorn, with a header deadline and graceful shutdown (web/server.py).
         serve(create_app(settings, gateway_config), settings)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from sserelay.gateway.errors import GatewayError
 from sserelay.keys.store import ClientKey, KeyStore
+from sserelay.observability.hooks import note_key
 
 __all__ = ["authenticate", "is_loopback"]
 
@@ -45,6 +46,7 @@ def authenticate(request: Request, keys: KeyStore) -> ClientKey | None:
     if token is not None:
         key = keys.authenticate(token)
         if key is not None:
+            note_key(key.id)
             return key
     if not keys.has_live_keys():
         if is_loopback(request.client.host if request.client else None):

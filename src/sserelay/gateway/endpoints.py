@@ -14,6 +14,7 @@ from sserelay.gateway.auth import authenticate
 from sserelay.gateway.errors import Dialect, GatewayError, error_response
 from sserelay.gateway.service import Gateway
 from sserelay.keys.store import KeyPolicy
+from sserelay.observability import hooks
 from sserelay.providers import Api
 from sserelay.upstream.errors import UpstreamError
 
@@ -44,7 +45,9 @@ async def _serve(request: Request, api: Api) -> Response:
     try:
         key = authenticate(request, gateway.keys)
         raw = await _read_body(request)
-        return await gateway.serve(key, api, _parse_body(raw), len(raw))
+        body = _parse_body(raw)
+        hooks.note_request(body.get("model"), None, hooks.prompt_of(body))
+        return await gateway.serve(key, api, body, len(raw))
     except (GatewayError, UpstreamError) as exc:
         return error_response(dialect, exc)
 

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from sserelay.gateway.config import Abandoned
 from sserelay.keys.ledger import Usage
+from sserelay.observability.context import StreamMarks, clock, current_request
 from sserelay.providers.base import ProviderReply
 from sserelay.providers.errors import ProviderError
 from sserelay.upstream.errors import Ending
@@ -82,31 +83,49 @@ class RelayedStream:
         self._drain_timeout = drain_timeout
         self._background = background
         self._complete = False
+        # Chunks, bytes and sampled times, for /metrics and the log (observability).
+        self._marks = StreamMarks()
+        self._ctx = current_request()
+        if self._ctx is not None:
+            self._ctx.streaming = True
+            self._ctx.telemetry.stream_started(self._ctx.api or "gateway")
 
     async def body(self) -> AsyncIterator[bytes]:
-        if self.first:
-            yield self.first
-        reply, stream = self.reply, self.stream
-        read, feed = reply.read_chunk, stream.feed  # the per-token loop: no lookups, no layers
-        while not stream.done:
-            try:
-                chunk = await read()
-            except ProviderError as error:
-                yield stream.fail(error)
-                break
-            out = feed(chunk) if chunk else stream.end()
-            if out:
-                yield out
-        self._complete = True
-        if stream.error is None:
-            # Read the few bytes after [DONE] (the chunked terminator) so the connection
-            # goes back to the pool instead of being closed.
-            for _ in range(_TAIL_READS):
-                with contextlib.suppress(ProviderError):
-                    if not await reply.read_chunk():
-                        break
+        stamps, chunks, size = self._marks.marks, 0, 0
+        try:
+            if self.first:
+                yield self.first
+                chunks, size = 1, len(self.first)
+                stamps.append(clock())
+            reply, stream = self.reply, self.stream
+            read, feed = reply.read_chunk, stream.feed  # the per-token loop: no lookups
+            while not stream.done:
+                try:
+                    chunk = await read()
+                except ProviderError as error:
+                    yield stream.fail(error)
+                    break
+                out = feed(chunk) if chunk else stream.end()
+                if out:
+                    yield out
+                    chunks += 1
+                    size += len(out)
+                    if chunks & 7 < 2:  # chunk 1, then pairs 8-9, 16-17... (StreamMarks)
+                        stamps.append(clock())
+            self._complete = True
+            if stream.error is None:
+                # Read the few bytes after [DONE] (the chunked terminator) so the connection
+                # goes back to the pool instead of being closed.
+                for _ in range(_TAIL_READS):
+                    with contextlib.suppress(ProviderError):
+                        if not await reply.read_chunk():
+                            break
+        finally:
+            self._marks.chunks, self._marks.size = chunks, size
 
     async def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.stream = self._marks
         if self._complete or self.stream.done:
             self.reply.close()
             self._finish(self.stream, "error" if self.stream.error else "done")

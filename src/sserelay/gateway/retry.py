@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from sserelay.gateway.config import RetryConfig
 from sserelay.gateway.router import Route
+from sserelay.observability.hooks import upstream_failed, waiting_on_upstream
 from sserelay.providers.errors import ProviderError
 
 __all__ = ["with_retries"]
@@ -39,6 +40,15 @@ async def with_retries(
     policy: RetryConfig,
 ) -> T:
     """`attempt(route)` for each route in turn, retrying as the module says."""
+    with waiting_on_upstream():  # all of it, backoff included, is the upstream's time
+        return await _attempts(routes, attempt, policy)
+
+
+async def _attempts(
+    routes: Sequence[Route],
+    attempt: Callable[[Route], Awaitable[T]],
+    policy: RetryConfig,
+) -> T:
     last: ProviderError | None = None
     for index, route in enumerate(routes):
         if last is not None:
@@ -51,6 +61,7 @@ async def with_retries(
                 return await attempt(route)
             except ProviderError as error:
                 last = error
+                upstream_failed(route.provider.name, error.upstream_status or error.code)
                 if not error.fallback:
                     raise
                 if not error.retryable or tries == policy.attempts:

@@ -8,8 +8,9 @@ number of content chunks relayed as its completion tokens and `estimated = 1`.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +61,21 @@ class UsageTotal:
     completion_tokens: int
 
 
+log = logging.getLogger("sserelay.ledger")
+
+
 class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.listeners: list[Callable[[UsageRow], None]] = []
+        """Told of every row as it is recorded (metrics and logs, sserelay.observability)."""
 
     def record(self, row: UsageRow) -> None:
+        for listener in self.listeners:
+            try:
+                listener(row)
+            except Exception:  # reporting must never cost the row
+                log.exception("a usage listener failed")
         self.db.writer().execute(
             "INSERT INTO usage (at, key_id, api, model, upstream, upstream_model, prompt_tokens,"
             " completion_tokens, estimated, ending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

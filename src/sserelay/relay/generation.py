@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sserelay.limits import claim_permit, record_completion_tokens
+from sserelay.observability import hooks
+from sserelay.observability.context import StreamMarks, clock
 from sserelay.relay.stream_format import Outcome, StreamFormat
 from sserelay.streams import Ending, StreamLog, StreamLogError, new_stream_id
 
@@ -86,7 +88,12 @@ class Generations:
         if permit is not None:
             task.add_done_callback(lambda _: permit.release())
         self._running[stream_id] = _Running(task, policy, outcome=outcome)
+        hooks.generation_started(fmt.name)
         return stream_id
+
+    def producing(self, stream_id: str) -> bool:
+        """Whether this instance generates `stream_id` now."""
+        return stream_id in self._running
 
     def add_follower(self, stream_id: str) -> None:
         """A client on this instance reads `stream_id` (pair with `remove_follower`)."""
@@ -141,9 +148,16 @@ class Generations:
         assert me is not None
         cancel_wait.add_done_callback(lambda f: None if f.cancelled() else me.cancel())
         payloads = produce(outcome)
+        # Counted in locals for /metrics and the log; reported once, at the end (StreamMarks).
+        marks = StreamMarks()
+        stamps, chunks, size = marks.marks, 0, 0
         try:
             async for payload in payloads:
                 await append(stream_id, payload)
+                chunks += 1
+                size += len(payload)
+                if chunks & 7 < 2:
+                    stamps.append(clock())
         except asyncio.CancelledError:
             if self._truncating:
                 outcome.ending = Ending.TRUNCATED
@@ -168,3 +182,6 @@ class Generations:
             record_completion_tokens(outcome.completion_chunks)
             if on_finish is not None:
                 on_finish()
+            marks.chunks, marks.size = chunks, size
+            hooks.generation_ended(stream_id, fmt.name, outcome.ending, marks,
+                                   outcome.completion_chunks)

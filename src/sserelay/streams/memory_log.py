@@ -151,6 +151,10 @@ class MemoryStreamLog(StreamLog):
                 return
             await _park(stream.waiters)
 
+    def size(self) -> tuple[int, int]:
+        """Streams held (live and retained) and their entries, for /metrics."""
+        return len(self._streams), sum(len(s.entries) for s in self._streams.values())
+
     async def status(self, stream_id: str) -> StreamInfo | None:
         stream = self._streams.get(stream_id)
         if stream is None:

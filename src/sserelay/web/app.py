@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from sserelay.gateway import Gateway, GatewayConfig, gateway_routes
 from sserelay.limits import Limiter
+from sserelay.observability import ObserveRequests, Telemetry
 from sserelay.relay.generation import Generations
 from sserelay.settings import Settings
 from sserelay.streams import MemoryStreamLog, StreamLog
@@ -31,6 +32,7 @@ from sserelay.web.errors import (
     handle_upstream_error,
 )
 from sserelay.web.guard import guard_routes
+from sserelay.web.metrics import metrics_routes
 from sserelay.web.shutdown import Shutdown
 from sserelay.web.tickets import TicketSigner
 
@@ -78,6 +80,10 @@ def create_app(
         heartbeat=settings.heartbeat,
         slow_client_timeout=settings.slow_client_timeout,
     )
+    # Metrics, a JSON log line per request and stream, Server-Timing (sserelay.observability).
+    telemetry = Telemetry(metrics=settings.metrics, log_content=settings.log_content,
+                          log_size=getattr(stream_log, "size", None))
+    gateway.ledger.listeners.append(telemetry.usage_recorded)
 
     # Limits, tickets and graceful shutdown: see web/guard.py, which applies them per route.
     limiter = Limiter.from_settings(settings)
@@ -116,8 +122,9 @@ def create_app(
         Route("/v1/streams/{stream_id}", streams_api.stop_stream, methods=["DELETE"]),
         *gateway_routes(),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
-    ])
+    ]) + metrics_routes(telemetry)
     middleware = [
+        Middleware(ObserveRequests, telemetry=telemetry),
         # An explicit allow-list; with none configured no CORS header is ever sent, so only
         # same-origin pages can read the streams. Never "*", never a reflected Origin.
         Middleware(
@@ -146,4 +153,5 @@ def create_app(
     app.state.limiter = limiter
     app.state.tickets = tickets
     app.state.shutdown = shutdown
+    app.state.telemetry = telemetry
     return app

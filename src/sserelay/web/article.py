@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sserelay.codec import DONE
+from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE, error_event, text_events
 from sserelay.relay.generation import POLICIES, Generations, Outcome, Policy
 from sserelay.relay.openai_text import Kind, text_deltas
@@ -160,12 +161,15 @@ async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -
         return await resume_response(generations, last_event_id, settings.heartbeat)
     policy = disconnect_policy(request, "cancel")
     upstream: OpenAIUpstream = request.app.state.upstream
-    stream = upstream.stream(*upstream_request(kind, messages, settings))
+    path, payload = upstream_request(kind, messages, settings)
+    hooks.note_request(payload["model"], "relay", messages)
+    stream = upstream.stream(path, payload)
     # Wait for the upstream's answer for up to one heartbeat interval: a failure that comes
     # that early keeps a real HTTP status. A slower upstream gets a 200 and heartbeats
     # meanwhile, and a later failure becomes the stream's typed error ending.
     opening = asyncio.ensure_future(stream.__aenter__())
-    await asyncio.wait((opening,), timeout=settings.heartbeat)
+    with hooks.waiting_on_upstream():
+        await asyncio.wait((opening,), timeout=settings.heartbeat)
     if opening.done():
         opening.result()
 

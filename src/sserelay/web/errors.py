@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from sserelay.observability import hooks
 from sserelay.upstream.errors import UpstreamError
 
 _TYPES = {
@@ -52,6 +53,7 @@ async def handle_request_error(request: Request, exc: Exception) -> Response:
 
 async def handle_upstream_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UpstreamError)
+    hooks.upstream_failed("relay", exc.code)  # the relay endpoints' upstream, before a byte
     return error_response(exc.status, exc.message, exc.code, retry_after=exc.retry_after)
 
 

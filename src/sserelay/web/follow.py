@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sserelay.codec import encode_event
+from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE
 from sserelay.relay.chat_stream import CHAT
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
@@ -32,6 +33,8 @@ def follow_response(
     generations: Generations, stream_id: str, after: int, heartbeat: float | None = None
 ) -> Response:
     generations.add_follower(stream_id)
+    if not generations.producing(stream_id):
+        hooks.replayed()
 
     async def done() -> None:
         generations.remove_follower(stream_id)
@@ -56,11 +59,14 @@ async def resume_response(
     """
     parsed = parse_event_id(last_event_id)
     if parsed is None:
+        hooks.resumed("unknown")
         return Response(status_code=204)
     stream_id, after = parsed
     info = await generations.log.status(stream_id)
     if info is None or (not info.live and after >= info.last_seq):
+        hooks.resumed("nothing_left")
         return Response(status_code=204)
+    hooks.resumed("resumed")
     return follow_response(generations, stream_id, after, heartbeat)
 
 
