@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from sserelay.config.command import add_config_command
 from sserelay.keys.cli import add_keys_command
 from sserelay.settings import Settings
+from sserelay.usage_report import add_usage_command
 
 
 def serve_flags(args: argparse.Namespace) -> dict[str, object]:
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     add_keys_command(sub)
     add_config_command(sub)
+    add_usage_command(sub)
     return parser
 
 
