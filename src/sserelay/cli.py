@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from sserelay.chat_cli import add_chat_command
 from sserelay.config.command import add_config_command
 from sserelay.keys.cli import add_keys_command
 from sserelay.settings import Settings
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_command(sub)
     add_config_command(sub)
     add_usage_command(sub)
+    add_chat_command(sub)
     return parser
 
 
