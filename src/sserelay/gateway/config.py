@@ -84,6 +84,9 @@ class GatewayConfig:
     stream anyway and keeps waiting inside it."""
     heartbeat: float | None = 15.0
     """An SSE comment after this many silent seconds, so proxies keep the stream open."""
+    slow_client_timeout: float | None = 30.0
+    """A client whose connection accepts nothing for this long is dropped (`serve
+    --slow-client-timeout`), so a reader at one byte a second cannot hold a stream for ever."""
     database: str | None = None
     source: str = "the environment"
     key_policies: Mapping[str, KeyPolicy] = field(default_factory=dict)
@@ -118,7 +121,7 @@ class GatewayConfig:
             name="openai", kind="openai", base_url=settings.openai_base_url,
             api_key=settings.openai_api_key, models=("*",), responses=is_openai,
             max_tokens_param="max_completion_tokens" if is_openai else "max_tokens",
-            connect_timeout=settings.connect_timeout,
+            connect_timeout=settings.connect_timeout, read_timeout=settings.idle_timeout or None,
         )
         return cls(upstreams=(upstream,), heartbeat=settings.heartbeat or None)
 

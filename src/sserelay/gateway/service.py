@@ -136,7 +136,8 @@ class Gateway:
             background=self.background,
         )
         return EventStreamResponse(relayed.body(), on_close=relayed.close,
-                                   heartbeat=self.config.heartbeat)
+                                   heartbeat=self.config.heartbeat,
+                                   slow_client_timeout=self.config.slow_client_timeout)
 
     async def open_stream(
         self, key: ClientKey | None, api: Api, body: dict[str, Any], body_bytes: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -62,7 +63,11 @@ def create_app(
     """Build sserelay's ASGI app; `settings` default to the environment's, and the /v1
     gateway's configuration to one upstream taken from the same settings."""
     settings = settings or Settings.from_env()
-    gateway = Gateway(gateway_config or GatewayConfig.from_settings(settings))
+    gateway_config = gateway_config or GatewayConfig.from_settings(settings)
+    # Slow clients are dropped on every stream alike, whatever configured the gateway.
+    gateway = Gateway(
+        dataclasses.replace(gateway_config, slow_client_timeout=settings.slow_client_timeout)
+    )
     upstream = OpenAIUpstream(
         settings.openai_base_url,
         settings.openai_api_key,
