@@ -112,6 +112,10 @@ class Generations:
             ):
                 running.task.cancel()
 
+    def followed(self) -> int:
+        """How many clients on this instance follow generations still running here."""
+        return sum(r.followers for r in self._running.values())
+
     def keep_without_followers(self) -> None:
         """From now on, followers leaving never cancel a generation (shutdown cuts them)."""
         self._keep_without_followers = True

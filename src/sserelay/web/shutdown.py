@@ -31,6 +31,7 @@ __all__ = ["Shutdown"]
 
 log = logging.getLogger("sserelay.shutdown")
 _DISCONNECT: Message = {"type": "http.disconnect"}
+_FOLLOWERS_WAIT_STEPS = 100  # of 10 ms
 
 
 class Shutdown:
@@ -81,9 +82,13 @@ class Shutdown:
         self._cutting = asyncio.get_running_loop().create_task(self._close())
 
     async def _close(self) -> None:
-        # Let the followers' watchers see the cut before the gateway's upstreams close.
-        for _ in range(3):
-            await asyncio.sleep(0)
+        # The followers go first (their responses stop at the next loop turns), so that none
+        # of them reads the ending written next; bounded, in case one is stuck in a write.
+        for _ in range(_FOLLOWERS_WAIT_STEPS):
+            if not self._generations.followed():
+                break
+            await asyncio.sleep(0.01)
+        await self._generations.end_truncated()
         if self._close_upstreams is not None:
             try:
                 await self._close_upstreams()
@@ -101,7 +106,6 @@ class Shutdown:
         self.cut()
         if self._cutting is not None:
             await self._cutting
-        await self._generations.end_truncated()
 
     def until_cut(self, receive: Receive) -> Receive:
         """`receive`, except that it reports a disconnect once the grace period is over: the
