@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from sserelay.gateway import Gateway, GatewayConfig, gateway_routes
 from sserelay.limits import Limiter
@@ -23,7 +24,8 @@ from sserelay.relay.generation import Generations
 from sserelay.settings import Settings
 from sserelay.streams import MemoryStreamLog, StreamLog
 from sserelay.upstream.errors import UpstreamError
-from sserelay.upstream.openai_client import OpenAIUpstream, Timeouts
+from sserelay.upstream.openai_client import OpenAIUpstream
+from sserelay.upstream.watchdog import Timeouts
 from sserelay.web import article, streams_api
 from sserelay.web.errors import (
     RequestError,
@@ -32,6 +34,7 @@ from sserelay.web.errors import (
     handle_unexpected,
     handle_upstream_error,
 )
+from sserelay.web.event_stream import RAW_SEND_KEY
 from sserelay.web.guard import guard_routes
 from sserelay.web.metrics import metrics_routes
 from sserelay.web.shutdown import Shutdown
@@ -47,6 +50,14 @@ async def chat_page(request: Request) -> Response:
 async def simple_page(request: Request) -> Response:
     """The article's minimal page: a prompt box and the answer as text."""
     return FileResponse(str(STATIC_DIR / "index.html"), headers={"Cache-Control": "no-cache"})
+
+
+class SserelayApp(Starlette):
+    """Starlette, plus the server's own `send` kept in the scope for event-stream bodies."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND_KEY] = send
+        await super().__call__(scope, receive, send)
 
 
 def make_stream_log(settings: Settings) -> StreamLog:
@@ -140,7 +151,7 @@ def create_app(
             expose_headers=["X-Sserelay-Stream"],
         )
     ]
-    app = Starlette(
+    app = SserelayApp(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
