@@ -167,6 +167,7 @@ def test_a_100_mb_body_gets_413_without_being_buffered(
     answers: list[bytes] = []
     growth = _rss_growth_while(relay, lambda: answers.append(_send_huge(relay, head, chunked)))
     answer = relay.keep(answers[0].decode("latin-1"))
+    print(f"100 MB to {path} ({'chunked' if chunked else 'declared'}): RSS +{growth} KiB")
     assert answer.startswith("HTTP/1.1 413 ")
     assert "larger than the limit" in answer
     assert growth < 16 * 1024, f"RSS grew by {growth} KiB"
