@@ -201,7 +201,8 @@ def test_slow_headers_are_cut_off_at_the_header_timeout(
     slow = socket.create_connection(("127.0.0.1", relay.port))
     try:
         with relay.client() as client:
-            assert run(client, "article-get", prompt("tokens=3", "hi")).ending == "done"
+            # A stream lasting longer than the header timeout is not cut by it.
+            assert run(client, "article-get", prompt("tokens=30; rate=15", "hi")).ending == "done"
         trickle = b"GET /completionChat?prompt=hi HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
         for sock, sent in ((slow, trickle), (silent, b"")):
             answer = _closed_by_server(sock, sent)
@@ -214,3 +215,25 @@ def test_slow_headers_are_cut_off_at_the_header_timeout(
         silent.close()
         slow.close()
 
+
+
+def test_a_body_that_trickles_gets_408_at_the_body_timeout(
+    relay_factory: Callable[..., Relay],
+) -> None:
+    """A client that declares a body and sends only part of it gets 408 in words and a
+    closed connection once the body timeout passes, not a handler waiting for ever."""
+    relay = relay_factory("--body-timeout", "1")
+    sock = socket.create_connection(("127.0.0.1", relay.port))
+    sock.settimeout(30)
+    try:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mo")
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                answer += chunk
+    finally:
+        sock.close()
+    text = relay.keep(answer.decode("latin-1"))
+    assert text.startswith("HTTP/1.1 408 ")
+    assert "did not arrive within 1 s" in text
