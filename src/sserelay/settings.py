@@ -38,6 +38,9 @@ class Settings:
     slow_client_timeout: float = 30.0
     # Stream log: in memory unless a Redis URL is given (then shared by all instances).
     redis_url: str | None = None
+    # /v1/chat/completions streams go through the stream log too: ids, resume, fan-out.
+    # Off, they are relayed straight through (the cheapest path; no resume).
+    resumable_chat_completions: bool = True
     retention: float = 600.0
     # No key and no explicit base URL: run the embedded SmolLM2 model.
     use_local_model: bool = False

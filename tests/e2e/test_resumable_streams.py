@@ -275,3 +275,28 @@ def test_killing_the_producer_gives_followers_elsewhere_a_truncated_end(
     assert events[-1].data == "[DONE]"
     error = json.loads(events[-2].data)["error"]
     assert error["ending"] == "truncated"
+
+
+def test_chat_completions_stream_carries_ids_and_resumes_after_a_cut(
+    relays: tuple[ServerProcess, ServerProcess], upstream: Upstream
+) -> None:
+    """A streamed /v1/chat/completions answer names its stream in X-Sserelay-Stream and gives
+    every event an id; after the connection drops, GET /v1/streams/{id} with Last-Event-ID (on
+    any instance) delivers exactly the rest, and the upstream saw one request."""
+    marker = f"m{secrets.token_hex(8)}"
+    body = {
+        "model": "fake-chat",
+        "stream": True,
+        "messages": [{"role": "user", "content": f"[[scenario: rate=100]] echo:{marker} {TEXT}"}],
+    }
+    with (
+        httpx.Client(base_url=relays[0].url, timeout=30) as client,
+        connect_sse(client, "POST", "/v1/chat/completions", json=body) as source,
+    ):
+        assert source.response.status_code == 200
+        stream_id = source.response.headers["x-sserelay-stream"]
+        first = read_events(source.iter_sse(), 4)
+    assert all(e.id.startswith(stream_id + ":") for e in first)
+    rest = follow(relays[1], stream_id, **{"Last-Event-ID": first[-1].id})
+    assert chat_text(first + rest) == f"{marker} {TEXT}"
+    assert upstream_count(upstream, marker) == 1

@@ -17,11 +17,13 @@ from tests.gateway.conftest import Keys
 TEXT = "line one\n\n  spaced\ndata: x\r\nemoji 👩‍👩‍👧 é \"quoted\" \\ [DONE]"
 _ID = re.compile(rb'"id":"(chat)?cmpl-fake\d+"')
 _CREATED = re.compile(rb'"created":\d+')
+_EVENT_ID = re.compile(rb"^id: [A-Za-z0-9_-]+:\d+\n", re.MULTILINE)
 
 
 def normalise(raw: bytes) -> bytes:
-    """Blank out what differs between two requests for the same answer: id and time."""
-    return _CREATED.sub(b'"created":0', _ID.sub(b'"id":"ID"', raw))
+    """Blank out what differs between two requests for the same answer: id and time, and
+    the `id: <stream>:<seq>` line sserelay adds to each event (documented)."""
+    return _CREATED.sub(b'"created":0', _ID.sub(b'"id":"ID"', _EVENT_ID.sub(b"", raw)))
 
 
 def fetch(url: str, key: str, body: dict[str, Any]) -> bytes:

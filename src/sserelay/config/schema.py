@@ -83,6 +83,10 @@ _PLACES: dict[str, tuple[str, str, Check, str, tuple[str, ...]]] = {
     "redis_url": ("stream_log", "redis_url", Text("a redis://, rediss:// or unix:// URL",
                                                   ("redis://", "rediss://", "unix://")),
                   "the Redis server of the shared stream log", ("SSERELAY_REDIS_URL",)),
+    "resumable_chat_completions": ("stream_log", "chat_completions", Flag(),
+                                   "streamed /v1/chat/completions answers go through the "
+                                   "stream log: ids, Last-Event-ID resume; false relays them "
+                                   "straight through", ()),
     "retention": ("stream_log", "retention", _SECONDS, "how long a finished stream stays "
                   "replayable", ()),
     "chat_model": ("relay", "chat_model", Text(), "model of /completionChat, "

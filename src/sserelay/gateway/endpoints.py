@@ -47,9 +47,19 @@ async def _serve(request: Request, api: Api) -> Response:
         raw = await _read_body(request)
         body = _parse_body(raw)
         hooks.note_request(body.get("model"), None, hooks.prompt_of(body))
+        if api == "chat" and body.get("stream") is True and _resumable(request):
+            # Imported here: the web layer builds on the gateway, not the other way round.
+            from sserelay.web.streams_api import resumable_chat_completion
+
+            return await resumable_chat_completion(request, key, body, len(raw))
         return await gateway.serve(key, api, body, len(raw))
     except (GatewayError, UpstreamError) as exc:
         return error_response(dialect, exc)
+
+
+def _resumable(request: Request) -> bool:
+    settings = getattr(request.app.state, "settings", None)
+    return bool(getattr(settings, "resumable_chat_completions", False))
 
 
 async def list_models(request: Request) -> Response:

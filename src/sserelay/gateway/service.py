@@ -140,13 +140,14 @@ class Gateway:
                                    slow_client_timeout=self.config.slow_client_timeout)
 
     async def open_stream(
-        self, key: ClientKey | None, api: Api, body: dict[str, Any], body_bytes: int
+        self, key: ClientKey | None, api: Api, body: dict[str, Any], body_bytes: int,
+        *, strip_usage: bool = False,
     ) -> OpenedStream:
         """Route, police, retry and open one streaming request, for callers that relay it
-        themselves (/v1/streams writes it into the stream log). The usage chunk is kept: the
-        caller records usage with `OpenedStream.finish` when the stream ends."""
+        themselves (into the stream log). The caller records usage with `OpenedStream.finish`
+        when the stream ends."""
         body, routes, ledger = self._prepare(key, api, {**body, "stream": True}, body_bytes)
-        opened = await self._open(api, body, routes, ledger, strip_usage=False)
+        opened = await self._open(api, body, routes, ledger, strip_usage=strip_usage)
         return OpenedStream(opened.reply, opened.stream, opened.first, ledger.finish_stream)
 
     def _prepare(

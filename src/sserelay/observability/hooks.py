@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 # A generation's format names the surface that started it.
-_GENERATION_APIS = {"article": "article", "chat": "streams"}
+_GENERATION_APIS = {"article": "article", "chat": "streams", "chat_completions": "chat"}
 
 
 @contextmanager

@@ -49,6 +49,8 @@ async def chat_payloads(opened: OpenedStream, outcome: Outcome) -> AsyncIterator
             out = feed(chunk) if chunk else stream.end()
         ledger_ending = stream.error.ending if stream.error else "done"
         outcome.ending = Ending(ledger_ending)
+        if outcome.readers_left and ledger_ending == "done":
+            ledger_ending = "aborted"  # the client left; the answer was drained to its end
     finally:
         reply.close()
         opened.finish(stream, ledger_ending)
@@ -72,3 +74,5 @@ _LOST = UpstreamError(
 )
 
 CHAT = StreamFormat("chat", stopped=_stopped, lost=lambda: [openai_error_event(_LOST)])
+# The same bytes, for streams started by /v1/chat/completions (told apart in metrics/logs).
+CHAT_COMPLETIONS = StreamFormat("chat_completions", stopped=CHAT.stopped, lost=CHAT.lost)

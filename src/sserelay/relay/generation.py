@@ -100,11 +100,14 @@ class Generations:
         running = self._running.get(stream_id)
         if running is not None:
             running.followers += 1
+            running.outcome.readers_left = False
 
     def remove_follower(self, stream_id: str) -> None:
         running = self._running.get(stream_id)
         if running is not None:
             running.followers -= 1
+            if running.followers <= 0:
+                running.outcome.readers_left = True
             if (
                 running.followers <= 0
                 and running.policy == "cancel"
@@ -187,5 +190,10 @@ class Generations:
             if on_finish is not None:
                 on_finish()
             marks.chunks, marks.size = chunks, size
-            hooks.generation_ended(stream_id, fmt.name, outcome.ending, marks,
+            # For the logs and metrics, a complete answer nobody was reading any more is the
+            # client's aborted request (it was drained, or kept for a resume).
+            reported = outcome.ending
+            if outcome.readers_left and reported is Ending.DONE:
+                reported = Ending.ABORTED
+            hooks.generation_ended(stream_id, fmt.name, reported, marks,
                                    outcome.completion_chunks)

@@ -19,6 +19,9 @@ class Outcome:
 
     ending: Ending = Ending.DONE
     completion_chunks: int = 0
+    # No reader on this instance any more (set and cleared by Generations): an answer that
+    # still completes was drained or kept for a resume, and the client's request was aborted.
+    readers_left: bool = False
 
 
 @dataclass(frozen=True, slots=True)

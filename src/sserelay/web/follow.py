@@ -15,12 +15,12 @@ from starlette.responses import Response
 from sserelay.codec import encode_event
 from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE
-from sserelay.relay.chat_stream import CHAT
+from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
 from sserelay.streams import End, Entry, Gap, parse_event_id
 from sserelay.web.event_stream import EventStreamResponse
 
-_FORMATS = {fmt.name: fmt for fmt in (ARTICLE, CHAT)}
+_FORMATS = {fmt.name: fmt for fmt in (ARTICLE, CHAT, CHAT_COMPLETIONS)}
 
 
 def requested_resume(request: Request) -> str | None:

@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 from sserelay.gateway.auth import authenticate
 from sserelay.gateway.errors import GatewayError
 from sserelay.gateway.service import Gateway
-from sserelay.relay.chat_stream import CHAT, chat_payloads
-from sserelay.relay.generation import Generations, Outcome
+from sserelay.keys.store import ClientKey
+from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS, chat_payloads
+from sserelay.relay.generation import Generations, Outcome, Policy
 from sserelay.settings import Settings
 from sserelay.streams import parse_event_id, validate_stream_id
 from sserelay.web.article import disconnect_policy, read_json_body, validate_messages
@@ -127,3 +128,25 @@ def _stream_id(request: Request) -> str:
         return validate_stream_id(raw)
     except ValueError:
         raise RequestError(404, "That is not a stream id.", code="stream_not_found") from None
+
+
+async def resumable_chat_completion(
+    request: Request, key: ClientKey | None, body: dict[str, Any], body_bytes: int
+) -> Response:
+    """A streamed /v1/chat/completions answer through the stream log: the same bytes as the
+    direct relay, each event with an `id: <stream>:<seq>` and the stream named in the
+    `X-Sserelay-Stream` header, so a client resumes it with `GET /v1/streams/{id}` and
+    `Last-Event-ID`. A client that leaves is treated as the gateway's `abandoned_streams`
+    says: `drain` (the default) finishes the answer, for its usage and for a resume."""
+    generations: Generations = request.app.state.generations
+    gateway: Gateway = request.app.state.gateway
+    options = body.get("stream_options")
+    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    opened = await gateway.open_stream(key, "chat", body, body_bytes, strip_usage=not wants_usage)
+
+    def produce(outcome: Outcome) -> AsyncIterator[bytes]:
+        return chat_payloads(opened, outcome)
+
+    policy: Policy = "cancel" if gateway.config.abandoned == "cancel" else "drain"
+    stream_id = await generations.start(produce, CHAT_COMPLETIONS, policy=policy)
+    return follow_response(generations, stream_id, 0)
