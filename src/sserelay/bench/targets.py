@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -79,6 +81,7 @@ class Target:
     relay_args: tuple[str, ...] = ()  # extra `sserelay serve` options; "{redis}" is a URL
     nginx_budget: float | None = None  # the limit on CPU per chunk, x nginx's
     max_repeats: int | None = None  # cap on the profile's repeats for this target
+    relay_env: tuple[tuple[str, str], ...] = ()  # extra environment for `sserelay serve`
 
     @property
     def needs_redis(self) -> bool:
@@ -89,8 +92,11 @@ TARGETS: tuple[Target, ...] = (
     # Direct must come first: every other row is reported relative to it.
     Target("direct", "direct to the upstream (floor)", Kind.DIRECT, openai_chat),
     Target("nginx", "nginx pass-through", Kind.NGINX, openai_chat),
-    Target("openai", "sserelay /v1/chat/completions", Kind.SSERELAY, openai_chat,
-           nginx_budget=2.0),
+    Target("openai", "sserelay /v1/chat/completions, pass-through (no log)", Kind.SSERELAY,
+           openai_chat, nginx_budget=2.0,
+           relay_env=(("SSERELAY_STREAM_LOG_CHAT_COMPLETIONS", "false"),)),
+    Target("openai-log", "sserelay /v1/chat/completions, ids + memory log", Kind.SSERELAY,
+           openai_chat, nginx_budget=2.0),
     Target("article", "sserelay GET /completionChat (article)", Kind.SSERELAY, article_get,
            nginx_budget=2.5),
     Target("streams-memory", "sserelay /v1/streams, memory log", Kind.SSERELAY, stream_follow,
@@ -119,11 +125,14 @@ class BenchEnv:
 
     def __init__(self, upstream: ServerProcess) -> None:
         self.upstream = upstream
+        self._db = os.path.join(tempfile.mkdtemp(prefix="sserelay-bench-"), "keys.sqlite3")
 
     def relay_env(self) -> dict[str, str]:
         return {
             "OPENAI_API_KEY": "sk-bench-not-a-real-key",
             "OPENAI_BASE_URL": self.upstream.url + "/v1",
+            # Keys and the usage ledger in a throwaway file, not the working directory's.
+            "SSERELAY_DB": self._db,
         }
 
 
@@ -194,7 +203,7 @@ def launch(target: Target, env: BenchEnv) -> Iterator[Running]:
         else:
             argv = _relay_argv(target, None)
         server = stack.enter_context(contextlib.closing(
-            _started(ServerProcess(argv, env=env.relay_env()))
+            _started(ServerProcess(argv, env={**env.relay_env(), **dict(target.relay_env)}))
         ))  # fmt: skip
         pid = server.proc.pid
         yield Running(server.url, lambda: [pid], helpers)
