@@ -135,3 +135,23 @@ def test_upstream_that_never_answers_gets_504_before_the_first_byte(upstream: Up
         )
     assert reply.status_code == 504
     assert "did not answer in time" in reply.json()["error"]["message"]
+
+
+def test_gateway_answer_longer_than_the_max_duration_is_cut_with_a_typed_ending(
+    strict_relay: ServerProcess,
+) -> None:
+    """/v1/chat/completions is bound by --max-duration too: a never-ending answer ends with
+    an OpenAI error chunk (code duration_limit, ending truncated), then [DONE]."""
+    body = {
+        "model": "fake-chat",
+        "stream": True,
+        "messages": [{"role": "user", "content": "[[scenario: tokens=100000; rate=20]] x"}],
+    }
+    with (
+        httpx.Client(base_url=strict_relay.url, timeout=30) as client,
+        connect_sse(client, "POST", "/v1/chat/completions", json=body) as source,
+    ):
+        events = list(source.iter_sse())
+    assert events[-1].data == "[DONE]"
+    error = json.loads(events[-2].data)["error"]
+    assert (error["code"], error["ending"]) == ("duration_limit", "truncated")

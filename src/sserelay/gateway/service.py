@@ -34,6 +34,7 @@ from sserelay.providers import (
     ProviderReply,
 )
 from sserelay.providers.azure import AZURE_API_VERSION
+from sserelay.providers.http import HttpProvider
 from sserelay.upstream.errors import Ending
 from sserelay.web.event_stream import EventStreamResponse
 
@@ -44,7 +45,14 @@ _MODEL_LIST_TTL = 60.0
 _MODEL_LIST_TIMEOUT = 5.0
 
 
-def build_provider(upstream: UpstreamConfig) -> Provider:
+def build_provider(upstream: UpstreamConfig, *, max_duration: float | None = None) -> Provider:
+    provider = _build_provider(upstream)
+    if isinstance(provider, HttpProvider):
+        provider.max_duration = max_duration
+    return provider
+
+
+def _build_provider(upstream: UpstreamConfig) -> Provider:
     common: dict[str, Any] = {
         "headers": upstream.headers,
         "connect_timeout": upstream.connect_timeout,
@@ -90,10 +98,10 @@ class _Opened:
 class Gateway:
     """Everything the /v1 endpoints share; `aclose()` when the server stops."""
 
-    def __init__(self, config: GatewayConfig, *, db_path: str | os.PathLike[str] | None = None
-                 ) -> None:
+    def __init__(self, config: GatewayConfig, *, db_path: str | os.PathLike[str] | None = None,
+                 max_duration: float | None = None) -> None:
         self.config = config
-        self.providers = [build_provider(u) for u in config.upstreams]
+        self.providers = [build_provider(u, max_duration=max_duration) for u in config.upstreams]
         self.router = Router(
             self.providers, {u.name: u.models for u in config.upstreams},
             config.aliases, config.routes,

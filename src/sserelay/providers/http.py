@@ -36,22 +36,25 @@ class HttpReply(ProviderReply):
 
     __slots__ = ("_content", "_idle", "_response", "_watchdog")
 
-    def __init__(self, response: aiohttp.ClientResponse, idle: float | None = None) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, idle: float | None = None,
+        total: float | None = None,
+    ) -> None:
         self._response = response
         self._content = response.content
         self._idle = idle
         limit = math.inf if idle is None else idle
-        self._watchdog = Watchdog(response, Timeouts(first_token=limit, idle=limit,
-                                                     total=math.inf))
+        self._watchdog = Watchdog(response, Timeouts(
+            first_token=limit, idle=limit, total=math.inf if total is None else total))
 
     async def read_chunk(self) -> bytes:
         watchdog = self._watchdog
         try:
             chunk = await self._content.readany()  # everything buffered, as one bytes
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
-            raise (_stalled() if watchdog.expired else _truncated()) from None
+            raise (_stalled(watchdog.expired) if watchdog.expired else _truncated()) from None
         if not chunk and watchdog.expired:
-            raise _stalled()
+            raise _stalled(watchdog.expired)
         watchdog.reads += 1
         return chunk
 
@@ -82,7 +85,12 @@ class HttpReply(ProviderReply):
             self._response.close()
 
 
-def _stalled() -> ProviderError:
+def _stalled(limit: str | None = None) -> ProviderError:
+    if limit == "total":
+        return ProviderError(
+            "duration_limit", "The answer took longer than sserelay allows and was cut off.",
+            status=504, ending="truncated",
+        )
     return ProviderError(
         "upstream_timeout",
         "The model provider stopped sending before the answer was complete.",
@@ -116,6 +124,8 @@ class HttpProvider(Provider):
         self._extra_headers = dict(headers or {})
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        # The longest a whole streamed answer may take (`--max-duration`); None: no limit.
+        self.max_duration: float | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # -- what subclasses describe --------------------------------------------------------
@@ -175,7 +185,7 @@ class HttpProvider(Provider):
                 + ("something other than an event stream." if stream else "an event stream."),
                 upstream_status=response.status, fallback=True,
             )
-        return HttpReply(response, self._read_timeout)
+        return HttpReply(response, self._read_timeout, self.max_duration)
 
     async def _get_json(self, url: str) -> Any:
         headers = {**self._extra_headers, **self._auth_headers(), "Accept": "application/json"}

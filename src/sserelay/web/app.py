@@ -77,7 +77,8 @@ def create_app(
     gateway_config = gateway_config or GatewayConfig.from_settings(settings)
     # Slow clients are dropped on every stream alike, whatever configured the gateway.
     gateway = Gateway(
-        dataclasses.replace(gateway_config, slow_client_timeout=settings.slow_client_timeout)
+        dataclasses.replace(gateway_config, slow_client_timeout=settings.slow_client_timeout),
+        max_duration=settings.max_duration or None,
     )
     upstream = OpenAIUpstream(
         settings.openai_base_url,
