@@ -20,7 +20,7 @@ from sserelay.upstream.errors import UpstreamError
 
 __all__ = ["MAX_BODY_BYTES", "gateway_routes"]
 
-MAX_BODY_BYTES = 32 << 20  # requests carry images as base64
+MAX_BODY_BYTES = 32 << 20  # the default: requests carry images as base64
 
 
 async def chat_completions(request: Request) -> Response:
@@ -108,19 +108,27 @@ def _anthropic_model(name: str) -> dict[str, Any]:
 
 
 async def _read_body(request: Request) -> bytes:
+    limit = _body_limit(request)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
     raw = bytearray()
     async for part in request.stream():
         raw += part
-        if len(raw) > MAX_BODY_BYTES:
-            raise _too_large()
+        if len(raw) > limit:
+            raise _too_large(limit)
     return bytes(raw)
 
 
-def _too_large() -> GatewayError:
-    return GatewayError(413, f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+def _body_limit(request: Request) -> int:
+    """`--max-gateway-body-bytes` when the app has settings, else the default."""
+    settings = getattr(request.app.state, "settings", None)
+    limit = getattr(settings, "max_gateway_body_bytes", None)
+    return limit if isinstance(limit, int) else MAX_BODY_BYTES
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"The request body is larger than {limit} bytes.",
                         "request_too_large")
 
 
