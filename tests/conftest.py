@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -80,3 +81,18 @@ def redis_server() -> Iterator[RedisServer]:
     """A throwaway redis-server on a free port (never the machine's own on 6379)."""
     with RedisServer() as server:
         yield server
+
+
+T = TypeVar("T")
+# Generous: only a hang should ever reach it, and a hang must fail with a traceback.
+RUN_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def run() -> Callable[[Coroutine[Any, Any, T]], T]:
+    """Run one coroutine on a fresh event loop, failing (not hanging) after RUN_TIMEOUT."""
+
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run(asyncio.wait_for(coro, RUN_TIMEOUT))
+
+    return run

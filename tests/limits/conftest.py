@@ -6,33 +6,18 @@ prefix of their own per test, so tests cannot see each other's counts.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pytest
 
 from sserelay.limits import Counters, MemoryCounters, RedisCounters
 from sserelay.testing.redis_server import RedisServer
 
-T = TypeVar("T")
-# Only a hang should ever reach it, and a hang must fail with a traceback.
-RUN_TIMEOUT = 60.0
-
 
 class CountersFactory(Protocol):
     def __call__(self, *, lease: float = ...) -> Counters: ...
-
-
-@pytest.fixture
-def run() -> Callable[[Coroutine[Any, Any, T]], T]:
-    """Run one coroutine on a fresh event loop, failing (not hanging) after RUN_TIMEOUT."""
-
-    def run(coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run(asyncio.wait_for(coro, RUN_TIMEOUT))
-
-    return run
 
 
 @pytest.fixture

@@ -6,39 +6,18 @@ machine's own Redis); every test gets its own key prefix, so tests cannot see ea
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pytest
 
 from sserelay.streams import MemoryStreamLog, RedisStreamLog, StreamLog
 from sserelay.testing.redis_server import RedisServer
 
-T = TypeVar("T")
-# Generous: only a hang should ever reach it, and a hang must fail with a traceback.
-RUN_TIMEOUT = 60.0
-
 
 class LogFactory(Protocol):
     def __call__(self, *, retention: float = ..., max_entries: int = ...) -> StreamLog: ...
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def run() -> Callable[[Coroutine[Any, Any, T]], T]:
-    """Run one coroutine on a fresh event loop, failing (not hanging) after RUN_TIMEOUT."""
-
-    def run(coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run(asyncio.wait_for(coro, RUN_TIMEOUT))
-
-    return run
 
 
 @pytest.fixture
