@@ -18,6 +18,7 @@ import orjson
 
 from sserelay.providers.base import Api, Provider, ProviderReply
 from sserelay.providers.errors import ProviderError
+from sserelay.upstream import salvage
 from sserelay.upstream.watchdog import Timeouts, Watchdog
 
 __all__ = ["HttpProvider", "HttpReply"]
@@ -34,7 +35,7 @@ class HttpReply(ProviderReply):
     aiohttp's per-read `sock_read` timer: the hot path only counts reads.
     """
 
-    __slots__ = ("_content", "_idle", "_response", "_watchdog")
+    __slots__ = ("_broken", "_content", "_idle", "_response", "_watchdog")
 
     def __init__(
         self, response: aiohttp.ClientResponse, idle: float | None = None,
@@ -43,16 +44,24 @@ class HttpReply(ProviderReply):
         self._response = response
         self._content = response.content
         self._idle = idle
+        self._broken: ProviderError | None = None
         limit = math.inf if idle is None else idle
         self._watchdog = Watchdog(response, Timeouts(
             first_token=limit, idle=limit, total=math.inf if total is None else total))
 
     async def read_chunk(self) -> bytes:
         watchdog = self._watchdog
+        if self._broken is not None:
+            raise self._broken
         try:
             chunk = await self._content.readany()  # everything buffered, as one bytes
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
-            raise (_stalled(watchdog.expired) if watchdog.expired else _truncated()) from None
+            error = _stalled(watchdog.expired) if watchdog.expired else _truncated()
+            rest = b"" if watchdog.expired else salvage.buffered(self._content)
+            if rest:  # what arrived before the break goes out first; the error next call
+                self._broken = error
+                return rest
+            raise error from None
         if not chunk and watchdog.expired:
             raise _stalled(watchdog.expired)
         watchdog.reads += 1

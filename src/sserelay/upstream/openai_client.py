@@ -19,7 +19,7 @@ import orjson
 
 from sserelay.codec import ServerSentEvent, SSEDecodeError, SSEDecoder
 from sserelay.redaction import redact
-from sserelay.upstream import failures
+from sserelay.upstream import failures, salvage
 from sserelay.upstream.watchdog import Timeouts, Watchdog
 
 
@@ -127,6 +127,9 @@ class UpstreamStream:
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
             if watchdog.expired:
                 raise failures.timeout_error(watchdog.expired) from None
+            # Relay what arrived before the break, then end as truncated.
+            for event in decoder.feed(salvage.buffered(content)):
+                yield event
             raise failures.broken_off() from None
         except SSEDecodeError as exc:
             raise failures.malformed(str(exc)) from None
