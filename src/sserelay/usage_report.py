@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sserelay.keys.database import Database, database_path
+from sserelay.keys.cli import database_for
+from sserelay.keys.database import Database
 from sserelay.keys.store import KeyStore
 
 __all__ = ["UsageLine", "add_usage_command", "parse_since", "usage_lines"]
@@ -107,25 +108,13 @@ def add_usage_command(sub: Any) -> None:
     usage.set_defaults(func=_usage)
 
 
-def _database(args: argparse.Namespace) -> Database:
-    explicit = args.db
-    if explicit is None and args.config is not None:
-        from sserelay.config import ConfigError, load_configuration
-
-        try:
-            explicit = load_configuration(args.config).gateway.database
-        except ConfigError as exc:
-            raise SystemExit(f"sserelay usage: {exc}") from None
-    return Database(database_path(explicit))
-
-
 def _usage(args: argparse.Namespace) -> int:
     try:
         since = None if args.since is None else parse_since(args.since)
     except ValueError as exc:
         print(f"sserelay usage: {exc}", file=sys.stderr)
         return 2
-    db = _database(args)
+    db = database_for(args, "usage")
     try:
         keys = KeyStore(db).list()
         names = {k.id: k.name for k in keys}

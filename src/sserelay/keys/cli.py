@@ -66,17 +66,22 @@ def add_keys_command(sub: Any) -> None:
     usage.set_defaults(func=_usage)
 
 
-def _db(args: argparse.Namespace) -> Database:
+def database_for(args: argparse.Namespace, command: str) -> Database:
+    """The SQLite file a command's `--db` / `--config` name: exactly the file `serve --config`
+    would use (SSERELAY_GATEWAY_DATABASE included), else $SSERELAY_DB, else the default."""
     explicit = args.db
     if explicit is None and args.config is not None:
-        # Exactly the file `serve --config` would use (SSERELAY_GATEWAY_DATABASE included).
         from sserelay.config import ConfigError, load_configuration
 
         try:
             explicit = load_configuration(args.config).gateway.database
         except ConfigError as exc:
-            raise SystemExit(f"sserelay keys: {exc}") from None
+            raise SystemExit(f"sserelay {command}: {exc}") from None
     return Database(database_path(explicit))
+
+
+def _db(args: argparse.Namespace) -> Database:
+    return database_for(args, "keys")
 
 
 def _create(args: argparse.Namespace) -> int:
