@@ -156,10 +156,11 @@ class _Owned:
     """What the producing instance keeps per live stream: the seq counter and the queue."""
 
     __slots__ = ("cancel_requested", "cancel_waiters", "end", "ended", "failure", "keys",
-                 "next_seq", "pending", "stream_id")  # fmt: skip
+                 "mirror", "next_seq", "pending", "stream_id")  # fmt: skip
 
-    def __init__(self, stream_id: str, keys: _Keys) -> None:
+    def __init__(self, stream_id: str, keys: _Keys, max_entries: int) -> None:
         self.stream_id, self.keys = stream_id, keys
+        self.mirror = _Mirror(max_entries)
         self.next_seq = 1
         self.pending: list[bytes] = []
         self.ended = False
@@ -167,6 +168,40 @@ class _Owned:
         self.failure: BaseException | None = None
         self.cancel_requested = False
         self.cancel_waiters: list[asyncio.Future[None]] = []
+
+
+class _Mirror:
+    """The producing instance's own copy of a live stream, for followers on this instance.
+
+    A follower here reads the entries from memory as they are appended instead of through
+    Redis: the shared XREAD and redis-py's reply parsing were most of the Redis log's cost
+    per chunk (docs/decisions.md, "The hot path"), and a follower on the producing instance
+    dies with the producer anyway. It holds the last `max_entries`, like the log.
+    """
+
+    __slots__ = ("end", "entries", "first", "gone", "waiters")
+
+    def __init__(self, max_entries: int) -> None:
+        self.entries: deque[bytes] = deque(maxlen=max_entries)
+        self.first = 1  # seq of entries[0]
+        self.end: End | None = None
+        self.gone = False  # the end went elsewhere (or failed): followers switch to Redis
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def push(self, payload: bytes) -> None:
+        if len(self.entries) == self.entries.maxlen:
+            self.first += 1
+        self.entries.append(payload)
+        if self.waiters:
+            _wake_all(self.waiters)
+
+    def finish(self, end: End | None) -> None:
+        """The stream ended here with `end`, or (None) its end must be read from Redis."""
+        if end is None:
+            self.gone = True
+        else:
+            self.end = end
+        _wake_all(self.waiters)
 
 
 class _Watch:
@@ -367,7 +402,7 @@ class RedisStreamLog(StreamLog):
             args += (f"m:{name}", value)
         if not await self._script("create", 3, keys.log, keys.meta, keys.lease, *args):
             raise StreamExists(stream_id)
-        self._owned[stream_id] = _Owned(stream_id, keys)
+        self._owned[stream_id] = _Owned(stream_id, keys, self.max_entries)
 
     async def append(self, stream_id: str, payload: bytes) -> int:
         owned = self._owned.get(stream_id)
@@ -378,6 +413,7 @@ class RedisStreamLog(StreamLog):
         if owned.failure is not None:
             raise StreamLogError(f"writing stream {stream_id} to Redis failed") from owned.failure
         owned.pending.append(payload)
+        owned.mirror.push(payload)
         self._dirty[stream_id] = owned
         self._work.set()
         seq = owned.next_seq
@@ -413,7 +449,12 @@ class RedisStreamLog(StreamLog):
             owned.end = (ending, payload, done)
             self._dirty[stream_id] = owned
             self._work.set()
-            result = await done
+            try:
+                result = await done
+            except BaseException:
+                owned.mirror.finish(None)
+                raise
+            owned.mirror.finish(End(ending, payload) if result == 1 else None)
         if result < 0:
             raise UnknownStream(stream_id)
         return result == 1
@@ -507,6 +548,8 @@ class RedisStreamLog(StreamLog):
     def _forget(self, owned: _Owned) -> None:
         if self._owned.get(owned.stream_id) is owned:
             del self._owned[owned.stream_id]
+        if owned.mirror.end is None:
+            owned.mirror.finish(None)
         _wake_all(owned.cancel_waiters)
 
     # -- cancel ------------------------------------------------------------------------------
@@ -571,6 +614,15 @@ class RedisStreamLog(StreamLog):
     async def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[LogItem, None]:
         if after < 0:
             raise ValueError(f"after must be >= 0, got {after}")
+        owned = self._owned.get(stream_id)
+        if owned is not None and not self._closed:
+            async for item in self._follow_mirror(owned.mirror, after):
+                yield item
+                if isinstance(item, End):
+                    return
+                if isinstance(item, Entry):
+                    after = item.seq
+            # The end went elsewhere (or its write failed): continue from Redis.
         keys = _Keys(self.prefix, stream_id)
         redis = await self._ready()
         if not await redis.exists(keys.meta):
@@ -606,6 +658,29 @@ class RedisStreamLog(StreamLog):
             watch.followers -= 1
             if not watch.followers and self._watches.get(log_key) is watch:
                 del self._watches[log_key]
+
+    async def _follow_mirror(
+        self, mirror: _Mirror, after: int
+    ) -> AsyncGenerator[LogItem, None]:
+        """Entries after `after` from the producer's own copy, then its end; returns early
+        (without an end) when the end must be read from Redis."""
+        pos = after
+        while True:
+            if pos < mirror.first + len(mirror.entries) - 1:
+                while pos < mirror.first + len(mirror.entries) - 1:
+                    if pos + 1 < mirror.first:  # trimmed while this follower was away
+                        yield Gap(pos + 1, mirror.first - 1)
+                        pos = mirror.first - 1
+                        continue
+                    pos += 1
+                    yield Entry(pos, mirror.entries[pos - mirror.first])
+                continue
+            if mirror.end is not None:
+                yield mirror.end
+                return
+            if mirror.gone:
+                return
+            await _park(mirror.waiters)
 
     async def _wait(self, watch: _Watch, pos: int) -> bool:
         """Wait for the shared reader to bring news; False after ``lease_ttl / 2`` without."""
