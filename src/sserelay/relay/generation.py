@@ -74,7 +74,6 @@ class Generations:
         fmt: StreamFormat,
         *,
         policy: Policy,
-        on_finish: Callable[[], object] | None = None,
     ) -> str:
         stream_id = new_stream_id()
         await self.log.create(stream_id, meta={"format": fmt.name})
@@ -83,7 +82,7 @@ class Generations:
         # may outlive the response (`continue`, /v1/streams).
         permit = claim_permit()
         task = asyncio.get_running_loop().create_task(
-            self._run(stream_id, produce, fmt, outcome, on_finish)
+            self._run(stream_id, produce, fmt, outcome)
         )
         if permit is not None:
             task.add_done_callback(lambda _: permit.release())
@@ -147,7 +146,6 @@ class Generations:
         produce: Producer,
         fmt: StreamFormat,
         outcome: Outcome,
-        on_finish: Callable[[], object] | None,
     ) -> None:
         append = self.log.append
         cancel_wait = asyncio.ensure_future(self.log.wait_for_cancel(stream_id))
@@ -187,8 +185,6 @@ class Generations:
                 await self.log.end(stream_id, outcome.ending, ENDED_IN_LOG)
             # Chunks relayed, as the completion tokens, unless the usage was reported already.
             record_completion_tokens(outcome.completion_chunks)
-            if on_finish is not None:
-                on_finish()
             marks.chunks, marks.size = chunks, size
             # For the logs and metrics, a complete answer nobody was reading any more is the
             # client's aborted request (it was drained, or kept for a resume).

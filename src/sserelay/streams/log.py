@@ -15,6 +15,7 @@ so it is told rather than silently skipped), :class:`Entry` items, and exactly o
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 import re
 import secrets
@@ -215,3 +216,18 @@ class StreamLog(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    """Wake every parked follower (a cancelled one leaves a cancelled future behind)."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+    waiters.clear()
+
+
+async def park(waiters: list[asyncio.Future[None]]) -> None:
+    """Wait until `wake_all(waiters)`; the implementations' one way to block a follower."""
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    await waiter

@@ -28,7 +28,9 @@ from .log import (
     StreamInfo,
     StreamLog,
     UnknownStream,
+    park,
     validate_stream_id,
+    wake_all,
 )
 
 __all__ = ["MemoryStreamLog"]
@@ -63,17 +65,6 @@ class _Stream:
         return self.last_seq - len(self.entries) + 1
 
 
-def _wake(waiters: list[asyncio.Future[None]]) -> None:
-    for waiter in waiters:
-        if not waiter.done():  # a follower that was cancelled leaves a cancelled future
-            waiter.set_result(None)
-    waiters.clear()
-
-
-async def _park(waiters: list[asyncio.Future[None]]) -> None:
-    waiter = asyncio.get_running_loop().create_future()
-    waiters.append(waiter)
-    await waiter
 
 
 class MemoryStreamLog(StreamLog):
@@ -110,7 +101,7 @@ class MemoryStreamLog(StreamLog):
         stream.entries.append(payload)
         stream.last_seq += 1
         if stream.waiters:
-            _wake(stream.waiters)
+            wake_all(stream.waiters)
         return stream.last_seq
 
     async def end(self, stream_id: str, ending: Ending, payload: bytes | None = None) -> bool:
@@ -120,8 +111,8 @@ class MemoryStreamLog(StreamLog):
         if stream.ending is not None:
             return False
         stream.ending, stream.end_payload = ending, payload
-        _wake(stream.waiters)
-        _wake(stream.cancel_waiters)
+        wake_all(stream.waiters)
+        wake_all(stream.cancel_waiters)
         loop = asyncio.get_running_loop()
         stream.expiry = loop.call_later(self.retention, self._expire, stream_id, stream)
         return True
@@ -149,7 +140,7 @@ class MemoryStreamLog(StreamLog):
             if stream.ending is not None:
                 yield End(stream.ending, stream.end_payload)
                 return
-            await _park(stream.waiters)
+            await park(stream.waiters)
 
     def size(self) -> tuple[int, int]:
         """Streams held (live and retained) and their entries, for /metrics."""
@@ -173,7 +164,7 @@ class MemoryStreamLog(StreamLog):
         if stream is None or stream.ending is not None:
             return False
         stream.cancel_requested = True
-        _wake(stream.cancel_waiters)
+        wake_all(stream.cancel_waiters)
         return True
 
     async def cancel_requested(self, stream_id: str) -> bool:
@@ -183,7 +174,7 @@ class MemoryStreamLog(StreamLog):
     async def wait_for_cancel(self, stream_id: str) -> bool:
         stream = self._get(stream_id)
         while not stream.cancel_requested and stream.ending is None:
-            await _park(stream.cancel_waiters)
+            await park(stream.cancel_waiters)
         return stream.cancel_requested
 
     async def aclose(self) -> None:

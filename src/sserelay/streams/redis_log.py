@@ -70,7 +70,9 @@ from .log import (
     StreamLog,
     StreamLogError,
     UnknownStream,
+    park,
     validate_stream_id,
+    wake_all,
 )
 
 __all__ = ["RedisStreamLog"]
@@ -193,7 +195,7 @@ class _Mirror:
             self.first += 1
         self.entries.append(payload)
         if self.waiters:
-            _wake_all(self.waiters)
+            wake_all(self.waiters)
 
     def finish(self, end: End | None) -> None:
         """The stream ended here with `end`, or (None) its end must be read from Redis."""
@@ -201,7 +203,7 @@ class _Mirror:
             self.gone = True
         else:
             self.end = end
-        _wake_all(self.waiters)
+        wake_all(self.waiters)
 
 
 class _Watch:
@@ -247,17 +249,6 @@ def _decode(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry | End]:
     return items
 
 
-def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
-    for waiter in waiters:
-        if not waiter.done():  # a cancelled waiter leaves a cancelled future behind
-            waiter.set_result(None)
-    waiters.clear()
-
-
-async def _park(waiters: list[asyncio.Future[None]]) -> None:
-    waiter = asyncio.get_running_loop().create_future()
-    waiters.append(waiter)
-    await waiter
 
 
 class RedisStreamLog(StreamLog):
@@ -444,7 +435,7 @@ class RedisStreamLog(StreamLog):
         else:
             # Through the writer, so the end lands after every queued append.
             owned.ended = True
-            _wake_all(owned.cancel_waiters)
+            wake_all(owned.cancel_waiters)
             done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             owned.end = (ending, payload, done)
             self._dirty[stream_id] = owned
@@ -550,13 +541,13 @@ class RedisStreamLog(StreamLog):
             del self._owned[owned.stream_id]
         if owned.mirror.end is None:
             owned.mirror.finish(None)
-        _wake_all(owned.cancel_waiters)
+        wake_all(owned.cancel_waiters)
 
     # -- cancel ------------------------------------------------------------------------------
 
     def _cancelled(self, owned: _Owned) -> None:
         owned.cancel_requested = True
-        _wake_all(owned.cancel_waiters)
+        wake_all(owned.cancel_waiters)
 
     async def request_cancel(self, stream_id: str) -> bool:
         keys = _Keys(self.prefix, stream_id)
@@ -580,7 +571,7 @@ class RedisStreamLog(StreamLog):
                 return await self.cancel_requested(stream_id)
             raise UnknownStream(f"{stream_id} is unknown or not produced by this instance")
         while not owned.cancel_requested and not owned.ended:
-            await _park(owned.cancel_waiters)
+            await park(owned.cancel_waiters)
         return owned.cancel_requested
 
     # -- followers ---------------------------------------------------------------------------
@@ -609,7 +600,7 @@ class RedisStreamLog(StreamLog):
                 elif (woken := self._watches.get(key)) is not None:
                     for item in _decode(raw):
                         woken.push(item)
-                    _wake_all(woken.waiters)
+                    wake_all(woken.waiters)
 
     async def follow(self, stream_id: str, after: int = 0) -> AsyncGenerator[LogItem, None]:
         if after < 0:
@@ -680,7 +671,7 @@ class RedisStreamLog(StreamLog):
                 return
             if mirror.gone:
                 return
-            await _park(mirror.waiters)
+            await park(mirror.waiters)
 
     async def _wait(self, watch: _Watch, pos: int) -> bool:
         """Wait for the shared reader to bring news; False after ``lease_ttl / 2`` without."""
@@ -689,7 +680,7 @@ class RedisStreamLog(StreamLog):
             await self._poke_reader(b"watch")  # its XREAD does not include this stream yet
         try:
             async with asyncio.timeout(self.lease_ttl / 2):
-                await _park(watch.waiters)
+                await park(watch.waiters)
         except TimeoutError:
             return False
         return True
