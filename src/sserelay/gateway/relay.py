@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sserelay.gateway.config import Abandoned
 from sserelay.keys.ledger import Usage
@@ -21,6 +21,7 @@ from sserelay.observability.context import StreamMarks, clock, current_request
 from sserelay.providers.base import ProviderReply
 from sserelay.providers.errors import ProviderError
 from sserelay.upstream.errors import Ending
+from sserelay.web.event_stream import Channel
 
 __all__ = ["RelayedStream", "StreamFilter", "read_first"]
 
@@ -58,6 +59,14 @@ async def read_first(reply: ProviderReply, stream: StreamFilter) -> bytes:
     while not out and not stream.done:
         out = await _step(reply, stream)
     return out
+
+
+async def _resume_after(channel: Channel, reply: ProviderReply, waiting: list[Any]) -> None:
+    try:
+        await channel.drain()
+    finally:
+        waiting.clear()
+    reply.resume()
 
 
 class RelayedStream:
@@ -123,11 +132,64 @@ class RelayedStream:
         finally:
             self._marks.chunks, self._marks.size = chunks, size
 
+    async def push(self, channel: Channel) -> None:
+        """The same as `body()`, pushed: each upstream read is fed to the filter and written
+        to the client in the call that read it from the socket, without a task switch.
+
+        When the client's socket stops taking writes the upstream is paused until it
+        drains; the slow-client monitor decides when a client that never drains is dropped.
+        """
+        stamps, marks = self._marks.marks, self._marks
+        reply, stream = self.reply, self.stream
+        feed, write = stream.feed, channel.write
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        waiting: list[asyncio.Task[None]] = []
+
+        def out(data: bytes) -> None:
+            marks.chunks += 1
+            marks.size += len(data)
+            if marks.chunks & 7 < 2:  # chunk 1, then pairs 8-9, 16-17... (StreamMarks)
+                stamps.append(clock())
+            if not write(data) and not channel.gone and not waiting:
+                reply.pause()
+                waiting.append(asyncio.ensure_future(_resume_after(channel, reply, waiting)))
+
+        def on_data(chunk: bytes) -> None:
+            data = feed(chunk)
+            if data:
+                out(data)
+            if stream.done and not ended.done():
+                ended.set_result(None)
+
+        def on_end(error: ProviderError | None) -> None:
+            data = stream.fail(error) if error is not None else stream.end()
+            if data:
+                out(data)
+            if not ended.done():
+                ended.set_result(None)
+
+        try:
+            if self.first:
+                out(self.first)
+            if stream.done:
+                return
+            reply.attach(on_data, on_end)
+            await ended
+            self._complete = True
+        finally:
+            reply.detach()
+            for task in waiting:
+                task.cancel()
+
     async def close(self) -> None:
         if self._ctx is not None:
             self._ctx.stream = self._marks
         if self._complete or self.stream.done:
-            self.reply.close()
+            if self.stream.error is None:
+                self.reply.release()  # [DONE] seen: the connection may go back to the pool
+            else:
+                self.reply.close()
             self._finish(self.stream, "error" if self.stream.error else "done")
         elif self._abandoned == "drain":
             task = asyncio.create_task(self._drain())

@@ -143,7 +143,7 @@ class Gateway:
             abandoned=self.config.abandoned, drain_timeout=self.config.drain_timeout,
             background=self.background,
         )
-        return EventStreamResponse(relayed.body(), on_close=relayed.close,
+        return EventStreamResponse(relayed.body(), on_close=relayed.close, push=relayed.push,
                                    heartbeat=self.config.heartbeat,
                                    slow_client_timeout=self.config.slow_client_timeout)
 

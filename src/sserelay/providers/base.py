@@ -9,10 +9,13 @@ body has not been read) or a `ProviderError`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from sserelay.redaction import redact
+
+if TYPE_CHECKING:
+    from sserelay.providers.errors import ProviderError
 
 __all__ = ["API_PATHS", "Api", "Provider", "ProviderReply"]
 
@@ -46,6 +49,26 @@ class ProviderReply(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Abort: drop the connection unless the body was read to its end. Idempotent."""
+
+    def release(self) -> None:
+        """The answer is complete: keep the connection if the protocol's last bytes come."""
+        self.close()
+
+    def attach(
+        self, on_data: Callable[[bytes], None], on_end: Callable[[ProviderError | None], None]
+    ) -> None:
+        """Push the rest of the body: `on_data` per network read, then `on_end(None)`, or
+        `on_end(error)` when it broke. Replies that cannot push raise NotImplementedError."""
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        """Stop pushing; what arrives next is buffered for `read_chunk`."""
+
+    def pause(self) -> None:
+        """Stop reading the network until `resume()` (the client is not keeping up)."""
+
+    def resume(self) -> None:
+        """Read the network again."""
 
 
 class Provider(abc.ABC):

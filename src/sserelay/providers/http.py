@@ -1,24 +1,24 @@
-"""The HTTP machinery every provider shares: one aiohttp session, the request, the status map.
+"""The HTTP machinery every provider shares: one connection pool, the request, the status map.
 
-aiohttp was chosen over httpx by measurement (docs/decisions.md, "Upstream HTTP client").
-Subclasses say where a request goes and with which headers (`_url`, `_headers`, `_prepare`);
-this module turns every way an upstream can fail before the first byte into a `ProviderError`
-that says whether retrying or falling back can help.
+Requests go through sserelay's small HTTP/1.1 client (`upstream/h1.py`, httptools' parser),
+which can push body bytes straight into the relay (docs/decisions.md, "The hot path: body
+bytes pushed, not pulled"). Subclasses say where a request goes and with which headers
+(`_url`, `_headers`, `_prepare`); this module turns every way an upstream can fail before the
+first byte into a `ProviderError` that says whether retrying or falling back can help.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from sserelay.providers.base import Api, Provider, ProviderReply
 from sserelay.providers.errors import ProviderError
-from sserelay.upstream import salvage
+from sserelay.upstream.h1 import Aborter, H1Error, H1Pool, H1Response
 from sserelay.upstream.watchdog import Timeouts, Watchdog
 
 __all__ = ["HttpProvider", "HttpReply"]
@@ -29,52 +29,66 @@ _EVENT_STREAM = "text/event-stream"
 
 
 class HttpReply(ProviderReply):
-    """A 2xx aiohttp response, read chunk by chunk with no layer in between.
+    """A 2xx response, read chunk by chunk (`read_chunk`) or pushed (`attach`).
 
-    The idle limit is kept by a `Watchdog` (one periodic check per stream) rather than
-    aiohttp's per-read `sock_read` timer: the hot path only counts reads.
+    The first-token, idle and total limits are kept by a `Watchdog` (one periodic check per
+    stream) rather than a timer per read: the hot path only counts reads.
     """
 
-    __slots__ = ("_broken", "_content", "_idle", "_response", "_watchdog")
+    __slots__ = ("_idle", "_on_data", "_response", "_watchdog")
 
     def __init__(
-        self, response: aiohttp.ClientResponse, idle: float | None = None,
-        total: float | None = None,
+        self, response: H1Response, idle: float | None = None, total: float | None = None,
     ) -> None:
         self._response = response
-        self._content = response.content
         self._idle = idle
-        self._broken: ProviderError | None = None
+        self._on_data: Callable[[bytes], None] | None = None
         limit = math.inf if idle is None else idle
-        self._watchdog = Watchdog(response, Timeouts(
+        self._watchdog = Watchdog(Aborter(response), Timeouts(
             first_token=limit, idle=limit, total=math.inf if total is None else total))
 
     async def read_chunk(self) -> bytes:
-        watchdog = self._watchdog
-        if self._broken is not None:
-            raise self._broken
         try:
-            chunk = await self._content.readany()  # everything buffered, as one bytes
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
-            error = _stalled(watchdog.expired) if watchdog.expired else _truncated()
-            rest = b"" if watchdog.expired else salvage.buffered(self._content)
-            if rest:  # what arrived before the break goes out first; the error next call
-                self._broken = error
-                return rest
-            raise error from None
-        if not chunk and watchdog.expired:
-            raise _stalled(watchdog.expired)
-        watchdog.reads += 1
+            chunk = await self._response.read_chunk()
+        except H1Error:
+            raise self._broken() from None
+        self._watchdog.reads += 1
         return chunk
+
+    def attach(
+        self, on_data: Callable[[bytes], None], on_end: Callable[[ProviderError | None], None]
+    ) -> None:
+        """Push the rest of the body: `on_data(bytes)` per network read, then `on_end(None)`
+        at its end or `on_end(error)` when it broke or a limit expired."""
+        watchdog = self._watchdog
+
+        def data(chunk: bytes) -> None:
+            watchdog.reads += 1
+            on_data(chunk)
+
+        def end(error: H1Error | None) -> None:
+            on_end(None if error is None else self._broken())
+
+        self._response.attach(data, end)
+
+    def detach(self) -> None:
+        self._response.detach()
+
+    def pause(self) -> None:
+        self._response.pause()
+
+    def resume(self) -> None:
+        self._response.resume()
 
     async def read_body(self) -> bytes:
         self._watchdog.stop()  # one deadline for the whole body instead
         try:
             async with asyncio.timeout(self._idle):
-                body = await self._content.read(_BODY_LIMIT + 1)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
+                body = await self._response.read_body(_BODY_LIMIT)
+        except H1Error:
             raise _truncated() from None
         except TimeoutError:
+            self.close()
             raise ProviderError(
                 "upstream_timeout", "The model provider did not finish its answer in time.",
                 status=504, retryable=True,
@@ -86,12 +100,18 @@ class HttpReply(ProviderReply):
 
     def close(self) -> None:
         self._watchdog.stop()
-        # close(), not release(), unless the body was read to its end: an upstream whose
-        # connection is closed stops generating; a released one is reused by the pool.
-        if self._content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        # A response read to its end goes back to the pool; one still sending is closed: an
+        # upstream whose connection is closed stops generating.
+        self._response.close()
+
+    def release(self) -> None:
+        """The answer is complete ([DONE] seen): keep the connection if its last bytes come."""
+        self._watchdog.stop()
+        self._response.release()
+
+    def _broken(self) -> ProviderError:
+        expired = self._watchdog.expired
+        return _stalled(expired) if expired else _truncated()
 
 
 def _stalled(limit: str | None = None) -> ProviderError:
@@ -116,7 +136,7 @@ def _truncated() -> ProviderError:
 
 
 class HttpProvider(Provider):
-    """A provider reached over HTTP with aiohttp; subclasses describe the wire details."""
+    """A provider reached over HTTP; subclasses describe the wire details."""
 
     def __init__(
         self,
@@ -135,7 +155,7 @@ class HttpProvider(Provider):
         self._read_timeout = read_timeout
         # The longest a whole streamed answer may take (`--max-duration`); None: no limit.
         self.max_duration: float | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: H1Pool | None = None
 
     # -- what subclasses describe --------------------------------------------------------
 
@@ -152,21 +172,17 @@ class HttpProvider(Provider):
     # -- the shared machinery -------------------------------------------------------------
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # No pool limit: each relayed stream holds one upstream connection for its whole
-            # life, and a limit would queue streams invisibly instead of failing them.
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, auto_decompress=True
-            )
-        return self._session
+    def pool(self) -> H1Pool:
+        # No limit on connections: each relayed stream holds one upstream connection for its
+        # whole life, and a limit would queue streams invisibly instead of failing them.
+        if self._pool is None:
+            self._pool = H1Pool(connect_timeout=self._connect_timeout)
+        return self._pool
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     async def send(
         self, api: Api, model: str, body: dict[str, Any], *, stream: bool
@@ -185,7 +201,7 @@ class HttpProvider(Provider):
         response = await self._post(self._url(api, model), payload, headers)
         if response.status >= 400:
             raise await self._error_from(response)
-        ctype = response.headers.get("Content-Type", "").lower()
+        ctype = response.headers.get("content-type", "").lower()
         if stream != ctype.startswith(_EVENT_STREAM):
             response.close()
             raise ProviderError(
@@ -198,38 +214,44 @@ class HttpProvider(Provider):
 
     async def _get_json(self, url: str) -> Any:
         headers = {**self._extra_headers, **self._auth_headers(), "Accept": "application/json"}
+        response = await self._request("GET", url, b"", headers)
+        if response.status >= 400:
+            raise await self._error_from(response)
         try:
-            async with self.session.get(url, headers=headers) as response:
-                if response.status >= 400:
-                    raise await self._error_from(response)
-                return orjson.loads(await response.content.read(_BODY_LIMIT))
-        except aiohttp.ClientError:
+            return orjson.loads(await response.read_body(_BODY_LIMIT))
+        except H1Error:
             raise _unreachable() from None
         except orjson.JSONDecodeError:
             raise ProviderError(
                 "upstream_malformed", "The model provider sent invalid JSON."
             ) from None
+        finally:
+            response.close()
 
-    async def _post(
-        self, url: str, payload: bytes, headers: dict[str, str]
-    ) -> aiohttp.ClientResponse:
+    async def _post(self, url: str, payload: bytes, headers: dict[str, str]) -> H1Response:
+        return await self._request("POST", url, payload, headers)
+
+    async def _request(
+        self, method: str, url: str, payload: bytes, headers: dict[str, str]
+    ) -> H1Response:
         try:
             async with asyncio.timeout(self._read_timeout):
-                return await self.session.post(url, data=payload, headers=headers)
+                return await self.pool.request(method, url, headers, payload)
         except TimeoutError:
             raise ProviderError(
                 "upstream_timeout", "The model provider did not answer in time.",
                 status=504, retryable=True,
             ) from None
-        except aiohttp.ClientError:
+        except H1Error:
             raise _unreachable() from None
 
-    async def _error_from(self, response: aiohttp.ClientResponse) -> ProviderError:
+    async def _error_from(self, response: H1Response) -> ProviderError:
         """Map an upstream 4xx/5xx to what the client gets; see docs/gateway.md, "Errors"."""
         status = response.status
         try:
-            raw = await response.content.read(_ERROR_BODY_LIMIT)
-        except (TimeoutError, aiohttp.ClientError):
+            async with asyncio.timeout(self._read_timeout):
+                raw = (await response.read_body(_ERROR_BODY_LIMIT))[:_ERROR_BODY_LIMIT]
+        except (TimeoutError, H1Error):
             raw = b""
         finally:
             response.close()
@@ -238,7 +260,7 @@ class HttpProvider(Provider):
         kind = _clean(self, fields.get("type"))
         param = _clean(self, fields.get("param"))
         code = _clean(self, fields.get("code"))
-        retry_after = _retry_after(response.headers.get("Retry-After"))
+        retry_after = _retry_after(response.headers.get("retry-after"))
         if status in (401, 403):
             # The client cannot fix sserelay's provider credentials: a 502, and another
             # upstream may still work.

@@ -1,6 +1,7 @@
-"""Streaming requests to an OpenAI-compatible upstream, on one pooled aiohttp session.
+"""Streaming requests to an OpenAI-compatible upstream, on sserelay's HTTP/1.1 client.
 
-aiohttp was chosen over httpx by measurement (docs/decisions.md, "Upstream HTTP client").
+The client (`upstream/h1.py`) is the gateway's too: httptools' parser, keep-alive pooling
+(docs/decisions.md, "The hot path: body bytes pushed, not pulled").
 Anything that is not a complete, well-formed event stream is raised as `UpstreamError`:
 a 4xx/5xx answer, a content type other than text/event-stream, and a body that ends
 before the provider's end marker. A relay that treats those as a normal end silently
@@ -14,12 +15,12 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 import orjson
 
 from sserelay.codec import ServerSentEvent, SSEDecodeError, SSEDecoder
 from sserelay.redaction import redact
-from sserelay.upstream import failures, salvage
+from sserelay.upstream import failures
+from sserelay.upstream.h1 import Aborter, H1Error, H1Pool, H1Response
 from sserelay.upstream.watchdog import Timeouts, Watchdog
 
 
@@ -38,27 +39,23 @@ class OpenAIUpstream:
         self.name = name
         self._api_key = api_key
         self.timeouts = timeouts or Timeouts()
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: H1Pool | None = None
         self._headers: dict[str, str] = {"Accept": "text/event-stream"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            # No pool limit: each relayed stream holds one upstream connection for its whole
-            # life, and a limit would queue streams invisibly instead of failing them.
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, auto_decompress=True
-            )
-        return self._session
+    def pool(self) -> H1Pool:
+        # No limit on connections: each relayed stream holds one upstream connection for its
+        # whole life, and a limit would queue streams invisibly instead of failing them.
+        if self._pool is None:
+            self._pool = H1Pool(connect_timeout=self.timeouts.connect)
+        return self._pool
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     def redact(self, text: str) -> str:
         return redact(text, self._api_key)
@@ -75,24 +72,24 @@ class UpstreamStream:
         self._upstream = upstream
         self._path = path
         self._body = orjson.dumps(body)
-        self._response: aiohttp.ClientResponse | None = None
+        self._response: H1Response | None = None
 
     async def __aenter__(self) -> UpstreamStream:
         up = self._upstream
         headers = {**up._headers, "Content-Type": "application/json"}
         try:
             async with asyncio.timeout(up.timeouts.first_token):
-                response = await up.session.post(
-                    up.base_url + self._path, data=self._body, headers=headers
+                response = await up.pool.request(
+                    "POST", up.base_url + self._path, headers, self._body
                 )
         except TimeoutError:
             raise failures.not_answering() from None
-        except aiohttp.ClientError:
+        except H1Error:
             raise failures.unreachable() from None
         self._response = response
         if response.status >= 400:
             await self._raise_for_status(response)
-        ctype = response.headers.get("Content-Type", "")
+        ctype = response.headers.get("content-type", "")
         if not ctype.lower().startswith("text/event-stream"):
             response.close()
             raise failures.bad_content_type()
@@ -105,31 +102,26 @@ class UpstreamStream:
         tb: TracebackType | None,
     ) -> None:
         if self._response is not None:
-            # close(), not release(): if the body was not read to the end, the upstream
-            # must see its connection closed, so it stops generating (and billing).
-            if self._response.content.at_eof():
-                self._response.release()
-            else:
-                self._response.close()
+            # If the body was not read to the end the connection is closed, so the upstream
+            # stops generating (and billing); else it goes back to the pool.
+            self._response.close()
 
     async def events(self) -> AsyncIterator[ServerSentEvent]:
         """The upstream's events in order; raises `UpstreamError` if the body breaks off."""
         assert self._response is not None, "use `async with` first"
         decoder = SSEDecoder()
         response = self._response
-        content = response.content
-        watchdog = Watchdog(response, self._upstream.timeouts)
+        read = response.read_chunk
+        watchdog = Watchdog(Aborter(response), self._upstream.timeouts)
         try:
-            async for chunk in content.iter_any():
+            # What arrived before a break comes first; the break is raised by the next read.
+            while chunk := await read():
                 watchdog.reads += 1
                 for event in decoder.feed(chunk):
                     yield event
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
+        except H1Error:
             if watchdog.expired:
                 raise failures.timeout_error(watchdog.expired) from None
-            # Relay what arrived before the break, then end as truncated.
-            for event in decoder.feed(salvage.buffered(content)):
-                yield event
             raise failures.broken_off() from None
         except SSEDecodeError as exc:
             raise failures.malformed(str(exc)) from None
@@ -139,13 +131,15 @@ class UpstreamStream:
             raise failures.timeout_error(watchdog.expired)
         decoder.close()
 
-    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(self, response: H1Response) -> None:
         try:
-            raw = await response.content.read(failures.ERROR_BODY_LIMIT)
-        except aiohttp.ClientError:
+            async with asyncio.timeout(self._upstream.timeouts.first_token):
+                raw = await response.read_body(failures.ERROR_BODY_LIMIT)
+        except (TimeoutError, H1Error):
             raw = b""
         finally:
             response.close()
         raise failures.status_error(
-            response.status, raw, response.headers.get("Retry-After"), self._upstream.redact
+            response.status, raw[: failures.ERROR_BODY_LIMIT], response.headers.get("retry-after"),
+            self._upstream.redact,
         )

@@ -4,6 +4,11 @@ Starlette's StreamingResponse would also do, but it checks for disconnects only 
 chunks and adds a layer of wrapping per chunk. Here the producer and a disconnect watcher run
 side by side (as sse-starlette races them), so an upstream that is slow to produce the next
 token is still closed the moment the browser goes away: tokens nobody reads are not paid for.
+
+A producer that can push (`push=`) is handed a `Channel` that writes to the client's socket
+in the same call: under uvicorn's httptools protocol, the connection's own transport, framed
+as uvicorn frames chunks, with uvicorn's flow control (docs/decisions.md, "The hot path: body
+bytes pushed, not pulled"). Under any other server the pulled `body` is used.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -23,6 +29,76 @@ SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 )
+
+
+class Channel(Protocol):
+    """Where a pushing producer writes the client's bytes, synchronously."""
+
+    sent: int  # writes so far
+
+    def write(self, data: bytes) -> bool:
+        """Send `data` now; False when the client is not keeping up (wait for `drain`) or
+        has gone (`gone`)."""
+
+    @property
+    def gone(self) -> bool: ...
+
+    @property
+    def blocked(self) -> bool: ...
+
+    async def drain(self) -> None:
+        """Wait until the client's socket takes writes again."""
+
+
+Pusher = Callable[[Channel], Awaitable[None]]
+_UVICORN_CYCLE = "uvicorn.protocols.http.httptools_impl"
+
+
+class _TransportChannel:
+    """Writes straight to uvicorn's transport, as `RequestResponseCycle.send` would for a
+    chunked body (the response start and the final chunk still go through `send`)."""
+
+    __slots__ = ("_cycle", "_flow", "_transport", "sent")
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+        self._transport = cycle.transport
+        self._flow = cycle.flow
+        self.sent = 0
+
+    def write(self, data: bytes) -> bool:
+        if self._cycle.disconnected:
+            return False
+        self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        self.sent += 1
+        return not self._flow.write_paused
+
+    @property
+    def gone(self) -> bool:
+        return bool(self._cycle.disconnected)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self._flow.write_paused)
+
+    async def drain(self) -> None:
+        await self._flow.drain()
+
+
+def transport_channel(scope: Scope, send: Send) -> _TransportChannel | None:
+    """A direct channel to the client, when the server is uvicorn's httptools protocol in
+    chunked mode; None elsewhere (other servers, HTTP/1.0 clients, HEAD)."""
+    cycle = getattr(send, "__self__", None)
+    if (
+        cycle is None
+        or type(cycle).__module__ != _UVICORN_CYCLE
+        or scope.get("method") == "HEAD"
+        or getattr(cycle, "chunked_encoding", None) is not True
+        or not getattr(cycle, "response_started", False)
+        or getattr(cycle, "response_complete", True)
+    ):
+        return None
+    return _TransportChannel(cycle)
 
 
 class EventStreamResponse(Response):
@@ -40,8 +116,11 @@ class EventStreamResponse(Response):
         on_close: Callable[[], Awaitable[None]] | None = None,
         heartbeat: float | None = None,
         slow_client_timeout: float | None = None,
+        push: Pusher | None = None,
     ) -> None:
         self.status_code = 200
+        self.push = push
+        self._channel: _TransportChannel | None = None
         self.background = None
         self.chunks = body
         self.on_close = on_close
@@ -61,7 +140,12 @@ class EventStreamResponse(Response):
             # and skipping three of them per chunk was ~7% of the relay's CPU (profile in
             # docs/decisions.md, "The hot path").
             send = scope.get(RAW_SEND_KEY, send)
-            pump = asyncio.ensure_future(self._pump(send))
+            if self.push is not None:
+                self._channel = transport_channel(scope, send)
+            if self._channel is not None:
+                pump = asyncio.ensure_future(self._run_push(self._channel, send))
+            else:
+                pump = asyncio.ensure_future(self._pump(send))
             watch = asyncio.ensure_future(_wait_for_disconnect(receive))
             helpers = [watch]
             if self.heartbeat or self.slow_client_timeout:
@@ -94,6 +178,18 @@ class EventStreamResponse(Response):
             self._sent += 1
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _run_push(self, channel: _TransportChannel, send: Send) -> None:
+        assert self.push is not None
+        await self.push(channel)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _progress(self) -> tuple[int, bool]:
+        """Writes so far, and whether a write is waiting for the client to read."""
+        channel = self._channel
+        if channel is not None:
+            return channel.sent, channel.blocked
+        return self._sent, self._in_send
+
     async def _monitor(self, send: Send, pump: asyncio.Future[None]) -> None:
         """Heartbeats, and dropping a client that stopped reading.
 
@@ -106,19 +202,26 @@ class EventStreamResponse(Response):
         loop = asyncio.get_running_loop()
         heartbeat, slow = self.heartbeat, self.slow_client_timeout
         tick = min(t for t in (heartbeat, slow) if t) / 2
-        seen, quiet_since = self._sent, loop.time()
+        seen, quiet_since = self._progress()[0], loop.time()
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
-            if self._sent != seen:
-                seen, quiet_since = self._sent, now
+            sent, blocked = self._progress()
+            if sent != seen:
+                seen, quiet_since = sent, now
                 continue
-            if self._in_send:
+            if blocked:
                 if slow and now - quiet_since >= slow:
                     pump.cancel()
                     return
             elif heartbeat and now - quiet_since >= heartbeat:
-                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                if self._channel is not None:
+                    self._channel.write(b": ping\n\n")
+                    seen = self._channel.sent
+                else:
+                    await send(
+                        {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
+                    )
                 quiet_since = now
 
 

@@ -1,0 +1,263 @@
+"""sserelay's HTTP/1.1 client against real servers on loopback that answer with raw bytes.
+
+Each server is an `asyncio.start_server` that writes exactly the bytes a test gives it, so
+framing the usual servers never produce (close-delimited bodies, interim answers, a
+connection dropped mid-chunk, garbage) is covered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from sserelay.upstream.h1 import H1Closed, H1Error, H1Pool
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+class Server:
+    """A loopback server running `handler` per connection; counts connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def _chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_body_pieces_are_pushed_as_the_server_flushes_them_then_the_end() -> None:
+    events = [b"data: {\"a\":1}\n\n", b"data: {\"b\":2}\n\n", b"data: [DONE]\n\n"]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_STREAM_HEAD)
+        for event in events:
+            writer.write(b"%x\r\n%b\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # keep the connection open until the client closes it
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            response = await pool.request("POST", server.url, {"X-Test": "1"}, b"{}")
+            assert response.status == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            got: list[bytes] = []
+            ended: asyncio.Future[H1Error | None] = asyncio.get_running_loop().create_future()
+            response.attach(got.append, ended.set_result)
+            assert await ended is None
+            assert got == events
+            response.close()
+            await pool.aclose()
+
+    run(main())
+
+
+def test_a_connection_is_reused_after_a_response_read_to_its_end() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await _read_request(reader)
+            writer.write(_STREAM_HEAD + _chunked(b"data: [DONE]\n\n"))
+            await writer.drain()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            for _ in range(3):
+                response = await pool.request("POST", server.url, {}, b"{}")
+                assert await response.read_body(1000) == b"data: [DONE]\n\n"
+                response.close()
+            assert server.connections == 1
+            await pool.aclose()
+
+    run(main())
+
+
+def test_a_response_abandoned_mid_body_closes_its_connection() -> None:
+    seen: list[asyncio.Event] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_STREAM_HEAD + b"6\r\ndata: \r\n")
+        await writer.drain()
+        assert await reader.read() == b""  # the client closed: the upstream stops here
+        seen[0].set()
+
+    async def main() -> None:
+        seen.append(asyncio.Event())
+        async with Server(handler) as server:
+            pool = H1Pool()
+            response = await pool.request("POST", server.url, {}, b"{}")
+            assert await response.read_chunk() == b"data: "
+            response.close()
+            await asyncio.wait_for(seen[0].wait(), 10)
+            await pool.aclose()
+
+    run(main())
+
+
+def test_a_keep_alive_connection_the_server_closed_is_replaced_once() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_STREAM_HEAD + _chunked(b"data: [DONE]\n\n"))
+        await writer.drain()
+        # ...and then the server closes its idle keep-alive connection.
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            for _ in range(2):
+                response = await pool.request("POST", server.url, {}, b"{}")
+                assert await response.read_body(1000) == b"data: [DONE]\n\n"
+                response.close()
+                await asyncio.sleep(0.05)
+            assert server.connections == 2
+            await pool.aclose()
+
+    run(main())
+
+
+def test_a_body_without_length_or_chunking_ends_cleanly_when_the_server_closes() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Connection: close\r\n\r\ndata: [DONE]\n\n")
+        await writer.drain()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            response = await pool.request("POST", server.url, {}, b"{}")
+            assert await response.read_body(1000) == b"data: [DONE]\n\n"
+            assert response.complete
+            await pool.aclose()
+
+    run(main())
+
+
+def test_bytes_before_a_broken_connection_come_first_then_the_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_STREAM_HEAD + b"f\r\ndata: {\"a\":1}\n\n\r\n" + b"20\r\ndata: {\"cut")
+        await writer.drain()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            response = await pool.request("POST", server.url, {}, b"{}")
+            received = b""
+            with pytest.raises(H1Closed):
+                while True:
+                    received += await response.read_chunk()
+            assert received == b"data: {\"a\":1}\n\ndata: {\"cut"
+            await pool.aclose()
+
+    run(main())
+
+
+def test_an_interim_100_continue_is_skipped_for_the_real_answer() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + b"HTTP/1.1 429 Too Many Requests\r\n"
+                     b"Retry-After: 3\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            response = await pool.request("POST", server.url, {}, b"{}")
+            assert response.status == 429
+            assert response.headers["retry-after"] == "3"
+            assert await response.read_body(100) == b"{}"
+            response.close()
+            await pool.aclose()
+
+    run(main())
+
+
+def test_something_other_than_http_is_an_error_not_a_hang() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            with pytest.raises(H1Error, match="malformed HTTP"):
+                await asyncio.wait_for(pool.request("POST", server.url, {}, b"{}"), 10)
+            await pool.aclose()
+
+    run(main())
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_sending() -> None:
+    async def main() -> None:
+        pool = H1Pool()
+        with pytest.raises(H1Error, match="line break"):
+            await pool.request("POST", "http://127.0.0.1:9/x", {"X-A": "1\r\nX-B: 2"}, b"")
+
+    run(main())
+
+
+def test_nothing_listening_is_an_error_that_says_so() -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(H1Error, match="Could not connect"):
+            await H1Pool().request("GET", f"http://127.0.0.1:{port}/", {})
+
+    run(main())
