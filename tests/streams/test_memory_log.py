@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sserelay.streams import End, Ending, Entry, LogClosed, MemoryStreamLog
+from sserelay.streams import End, Ending, Entry, Gap, LogClosed, MemoryStreamLog
 
 from .test_stream_log import collect
 
@@ -40,5 +40,66 @@ def test_closed_log_refuses_further_use(run: Run) -> None:
             await log.create("s")
         with pytest.raises(LogClosed):
             await log.append("s", b"x")
+
+    run(main())
+
+
+def test_tail_pushes_the_catch_up_then_each_append_in_the_appending_call(run: Run) -> None:
+    """tail(): what is logged after `after` arrives at once, then every append is handed over
+    synchronously, before append() returns; the end comes last."""
+
+    async def main() -> None:
+        log = MemoryStreamLog()
+        await log.create("s")
+        for payload in (b"a", b"b", b"c"):
+            await log.append("s", payload)
+        got: list[Any] = []
+        stop = log.tail("s", 1, got.append)
+        assert got == [Entry(2, b"b"), Entry(3, b"c")]
+        await log.append("s", b"d")
+        assert got[-1] == Entry(4, b"d")
+        await log.end("s", Ending.DONE, b"fin")
+        assert got[-1] == End(Ending.DONE, b"fin")
+        stop()
+
+    run(main())
+
+
+def test_tail_reports_trimmed_entries_as_a_gap_before_the_rest(run: Run) -> None:
+    async def main() -> None:
+        log = MemoryStreamLog(max_entries=2)
+        await log.create("s")
+        for payload in (b"a", b"b", b"c", b"d"):
+            await log.append("s", payload)
+        got: list[Any] = []
+        log.tail("s", 0, got.append)
+        assert got == [Gap(1, 2), Entry(3, b"c"), Entry(4, b"d")]
+
+    run(main())
+
+
+def test_an_unsubscribed_tail_gets_nothing_more(run: Run) -> None:
+    async def main() -> None:
+        log = MemoryStreamLog()
+        await log.create("s")
+        got: list[Any] = []
+        stop = log.tail("s", 0, got.append)
+        await log.append("s", b"a")
+        stop()
+        await log.append("s", b"b")
+        await log.aclose()
+        assert got == [Entry(1, b"a")]
+
+    run(main())
+
+
+def test_closing_the_log_ends_a_tail_truncated(run: Run) -> None:
+    async def main() -> None:
+        log = MemoryStreamLog()
+        await log.create("s")
+        got: list[Any] = []
+        log.tail("s", 0, got.append)
+        await log.aclose()
+        assert got == [End(Ending.TRUNCATED)]
 
     run(main())

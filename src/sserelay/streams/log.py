@@ -19,7 +19,7 @@ import asyncio
 import enum
 import re
 import secrets
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -185,6 +185,17 @@ class StreamLog(abc.ABC):
         ``UnknownStream`` if the stream does not exist (or expires before it is read). Close
         the iterator (``contextlib.aclosing``) when stopping early.
         """
+
+    def tail(
+        self, stream_id: str, after: int, on_item: Callable[[LogItem], None]
+    ) -> Callable[[], None] | None:
+        """`follow`, pushed: hand `on_item` every item after `after` now, then each new one
+        in the call that appends it, until `End` or until the returned function is called.
+
+        Synchronous: nothing is appended between the catch-up and the subscription. A log
+        that cannot push returns None (the caller follows instead). Raises `UnknownStream`.
+        """
+        return None
 
     @abc.abstractmethod
     async def status(self, stream_id: str) -> StreamInfo | None:

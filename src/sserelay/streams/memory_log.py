@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 from .log import (
     End,
@@ -36,6 +36,10 @@ from .log import (
 __all__ = ["MemoryStreamLog"]
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Stream:
     __slots__ = (
         "cancel_requested",
@@ -45,6 +49,7 @@ class _Stream:
         "entries",
         "expiry",
         "last_seq",
+        "listeners",
         "meta",
         "waiters",
     )
@@ -56,6 +61,7 @@ class _Stream:
         self.end_payload: bytes | None = None
         self.meta = meta
         self.waiters: list[asyncio.Future[None]] = []
+        self.listeners: list[Callable[[LogItem], None]] = []  # tail(): pushed followers
         self.cancel_requested = False
         self.cancel_waiters: list[asyncio.Future[None]] = []
         self.expiry: asyncio.TimerHandle | None = None
@@ -99,10 +105,14 @@ class MemoryStreamLog(StreamLog):
         if stream.ending is not None:
             raise StreamEnded(stream_id)
         stream.entries.append(payload)
-        stream.last_seq += 1
+        seq = stream.last_seq = stream.last_seq + 1
         if stream.waiters:
             wake_all(stream.waiters)
-        return stream.last_seq
+        if stream.listeners:
+            entry = Entry(seq, payload)
+            for listener in tuple(stream.listeners):
+                listener(entry)
+        return seq
 
     async def end(self, stream_id: str, ending: Ending, payload: bytes | None = None) -> bool:
         return self._end(stream_id, self._get(stream_id), Ending(ending), payload)
@@ -112,6 +122,9 @@ class MemoryStreamLog(StreamLog):
             return False
         stream.ending, stream.end_payload = ending, payload
         wake_all(stream.waiters)
+        listeners, stream.listeners = stream.listeners, []
+        for listener in listeners:
+            listener(End(ending, payload))
         wake_all(stream.cancel_waiters)
         loop = asyncio.get_running_loop()
         stream.expiry = loop.call_later(self.retention, self._expire, stream_id, stream)
@@ -141,6 +154,31 @@ class MemoryStreamLog(StreamLog):
                 yield End(stream.ending, stream.end_payload)
                 return
             await park(stream.waiters)
+
+    def tail(
+        self, stream_id: str, after: int, on_item: Callable[[LogItem], None]
+    ) -> Callable[[], None]:
+        if after < 0:
+            raise ValueError(f"after must be >= 0, got {after}")
+        stream = self._get(stream_id)
+        first = stream.first_seq
+        if after + 1 < first:
+            on_item(Gap(after + 1, first - 1))
+            after = first - 1
+        entries = stream.entries
+        for index in range(after - first + 1, len(entries)):
+            on_item(Entry(first + index, entries[index]))
+        if stream.ending is not None:
+            on_item(End(stream.ending, stream.end_payload))
+            return _nothing
+        listeners = stream.listeners
+        listeners.append(on_item)
+
+        def stop() -> None:
+            if on_item in listeners:
+                listeners.remove(on_item)
+
+        return stop
 
     def size(self) -> tuple[int, int]:
         """Streams held (live and retained) and their entries, for /metrics."""

@@ -6,6 +6,8 @@ payloads only and a resumed follower gets exactly the bytes the first one got.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 import orjson
@@ -17,8 +19,8 @@ from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE
 from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
-from sserelay.streams import End, Entry, Gap, parse_event_id
-from sserelay.web.event_stream import EventStreamResponse
+from sserelay.streams import End, Entry, Gap, LogItem, parse_event_id
+from sserelay.web.event_stream import Channel, EventStreamResponse
 
 _FORMATS = {fmt.name: fmt for fmt in (ARTICLE, CHAT, CHAT_COMPLETIONS)}
 
@@ -41,6 +43,7 @@ def follow_response(
 
     return EventStreamResponse(
         _payloads(generations, stream_id, after),
+        push=functools.partial(_push, generations, stream_id, after),
         headers={"x-sserelay-stream": stream_id},
         on_close=done,
         heartbeat=heartbeat or generations.heartbeat,
@@ -76,20 +79,76 @@ async def _payloads(generations: Generations, stream_id: str, after: int) -> Asy
         if type(item) is Entry:
             yield b"%s%d\n%s" % (prefix, item.seq, item.payload)
         elif type(item) is Gap:
-            # Loss detection: entries this client asked for were trimmed; say so, never
-            # hand over a silent gap.
-            lost = {
-                "first": item.first,
-                "last": item.last,
-                "message": f"Events {item.first} to {item.last} of this stream are no longer kept.",
-            }
-            yield encode_event(orjson.dumps({"gap": lost}).decode(), event="gap")
+            yield _gap_event(item)
         elif isinstance(item, End):
-            if item.payload != ENDED_IN_LOG:
-                # The producer never wrote the ending (its instance died and the lease
-                # lapsed): end the stream in its own format, as `truncated`.
-                info = await generations.log.status(stream_id)
-                fmt = _FORMATS.get(info.meta.get("format", "")) if info else None
-                for payload in fmt.lost() if fmt else ():
-                    yield payload
+            for payload in await _ending(generations, stream_id, item):
+                yield payload
             return
+
+
+async def _push(generations: Generations, stream_id: str, after: int, channel: Channel) -> None:
+    """`_payloads`, pushed: each entry is written to the client in the call that appends it
+    to the log (`StreamLog.tail`), with no task switch per event. A client whose socket
+    stops taking writes is unsubscribed until it drains, then caught up from the log: the
+    producer never waits for it. Logs that cannot push are followed as in `_payloads`."""
+    prefix = b"id: " + stream_id.encode() + b":"
+    log, write = generations.log, channel.write
+    loop = asyncio.get_running_loop()
+    pos = after
+    while True:
+        stopped: asyncio.Future[End | None] = loop.create_future()
+
+        def on_item(item: LogItem) -> None:
+            nonlocal pos
+            if stopped.done():
+                return
+            if type(item) is Entry:
+                pos = item.seq
+                if not write(b"%s%d\n%s" % (prefix, pos, item.payload)):
+                    stopped.set_result(None)
+            elif type(item) is Gap:
+                pos = item.last
+                write(_gap_event(item))
+            else:
+                stopped.set_result(item)  # type: ignore[arg-type]
+
+        stop = log.tail(stream_id, pos, on_item)
+        if stop is None:
+            async for payload in _payloads(generations, stream_id, pos):
+                if not write(payload):
+                    if channel.gone:
+                        return
+                    await channel.drain()
+            return
+        try:
+            end = await stopped
+        finally:
+            stop()
+        if end is not None:
+            for payload in await _ending(generations, stream_id, end):
+                write(payload)
+            return
+        if channel.gone:
+            return
+        await channel.drain()
+
+
+def _gap_event(gap: Gap) -> bytes:
+    # Loss detection: entries this client asked for were trimmed; say so, never hand over a
+    # silent gap.
+    lost = {
+        "first": gap.first,
+        "last": gap.last,
+        "message": f"Events {gap.first} to {gap.last} of this stream are no longer kept.",
+    }
+    return encode_event(orjson.dumps({"gap": lost}).decode(), event="gap")
+
+
+async def _ending(generations: Generations, stream_id: str, end: End) -> list[bytes]:
+    if end.payload == ENDED_IN_LOG:
+        return []
+    # The producer never wrote the ending (its instance died and the lease lapsed): end the
+    # stream in its own format, as `truncated`.
+    info = await generations.log.status(stream_id)
+    fmt = _FORMATS.get(info.meta.get("format", "")) if info else None
+    return list(fmt.lost()) if fmt else []
