@@ -121,6 +121,8 @@ class Gateway:
                 await task
         for provider in self.providers:
             await provider.aclose()
+        # After the draining streams' rows: the ledger writes what is still queued.
+        self.ledger.close()
         self.db.close()
 
     # -- one request ---------------------------------------------------------------------
