@@ -93,3 +93,49 @@ def test_database_is_shared_with_another_connection(tmp_path: Path) -> None:
     _, secret = KeyStore(Database(path)).create("second")
     assert server.authenticate(secret) is not None
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_repeated_lookup_is_answered_without_reading_the_keys_table(store: KeyStore) -> None:
+    """The second lookup of a key (the endpoint after the guard) reads no key row again."""
+    _, secret = store.create("app")
+    assert store.authenticate(secret) is not None and store.has_live_keys()
+    statements: list[str] = []
+    conn = store.db.writer()
+    conn.set_trace_callback(statements.append)
+    try:
+        assert store.authenticate(secret) is not None and store.has_live_keys()
+    finally:
+        conn.set_trace_callback(None)
+    assert statements and not [s for s in statements if "FROM keys" in s]
+
+
+def test_revocation_by_another_process_is_seen_by_the_next_lookup(tmp_path: Path) -> None:
+    """A key the server has just used, revoked through another connection (the CLI), is
+    refused by the server's very next lookup: the cache does not delay revocation."""
+    path = tmp_path / "shared.sqlite3"
+    server = KeyStore(Database(path))
+    cli = KeyStore(Database(path))
+    key, secret = cli.create("app")
+    assert server.authenticate(secret) == key and server.has_live_keys()
+    cli.revoke("app")
+    assert server.authenticate(secret) is None
+    assert not server.has_live_keys()
+
+
+def test_a_key_created_by_another_process_after_a_miss_authenticates(tmp_path: Path) -> None:
+    """Remembered misses are forgotten when the file changes: a new key works at once."""
+    path = tmp_path / "shared.sqlite3"
+    server = KeyStore(Database(path))
+    cli = KeyStore(Database(path))
+    cli.revoke(cli.create("old")[0].id)
+    assert not server.has_live_keys() and server.authenticate("srk-" + "x" * 43) is None
+    _, secret = cli.create("new")
+    assert server.has_live_keys() and server.authenticate(secret) is not None
+
+
+def test_revocation_through_the_same_connection_is_seen_at_once(store: KeyStore) -> None:
+    """The server's own writes (no data_version change for itself) also clear the cache."""
+    _, secret = store.create("app")
+    assert store.authenticate(secret) is not None
+    KeyStore(store.db).revoke("app")
+    assert store.authenticate(secret) is None and not store.has_live_keys()

@@ -85,6 +85,7 @@ def _row_to_key(row: tuple[Any, ...]) -> ClientKey:
 
 
 _COLUMNS = "id, name, hint, policy, created_at, revoked_at"
+_REMEMBERED = 1024  # secrets, found or not; past this the cache starts again
 
 
 class KeyStore:
@@ -94,6 +95,20 @@ class KeyStore:
     def __init__(self, db: Database, policies: Mapping[str, KeyPolicy] | None = None) -> None:
         self.db = db
         self.policies = dict(policies or {})
+        self._file_state: tuple[sqlite3.Connection, int, int] | None = None
+        self._found: dict[bytes, ClientKey | None] = {}
+        self._has_live: bool | None = None
+
+    def _unchanged(self, conn: sqlite3.Connection) -> bool:
+        """Whether the file is as it was when the remembered answers were read (else forget
+        them). ~3 µs: one read of the WAL index, against ~10 µs for a lookup."""
+        state = (conn, conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        if state == self._file_state:
+            return True
+        self._file_state = state
+        self._found.clear()
+        self._has_live = None
+        return False
 
     def _key(self, row: tuple[Any, ...]) -> ClientKey:
         key = _row_to_key(row)
@@ -156,18 +171,28 @@ class KeyStore:
         conn = self.db.reader()
         if conn is None:
             return None
+        secret_hash = hash_key(secret)
         try:
+            if self._unchanged(conn) and secret_hash in self._found:
+                return self._found[secret_hash]
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM keys WHERE secret_hash = ? AND revoked_at IS NULL",
-                (hash_key(secret),),
+                (secret_hash,),
             ).fetchone()
         except sqlite3.OperationalError:
             return None
-        return None if row is None else self._key(row)
+        key = None if row is None else self._key(row)
+        if len(self._found) >= _REMEMBERED:
+            self._found.clear()
+        self._found[secret_hash] = key
+        return key
 
     def has_live_keys(self) -> bool:
         conn = self.db.reader()
         if conn is None:
             return False
+        if self._unchanged(conn) and self._has_live is not None:
+            return self._has_live
         row = conn.execute("SELECT 1 FROM keys WHERE revoked_at IS NULL LIMIT 1").fetchone()
-        return row is not None
+        self._has_live = row is not None
+        return self._has_live
