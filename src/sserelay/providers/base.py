@@ -63,12 +63,15 @@ class ProviderReply(abc.ABC):
 
     def detach(self) -> None:
         """Stop pushing; what arrives next is buffered for `read_chunk`."""
+        return None  # a reply that cannot push has nothing to stop
 
     def pause(self) -> None:
         """Stop reading the network until `resume()` (the client is not keeping up)."""
+        return None  # a reply that cannot push is only read when asked
 
     def resume(self) -> None:
         """Read the network again."""
+        return None
 
 
 class Provider(abc.ABC):

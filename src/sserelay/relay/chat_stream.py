@@ -9,15 +9,17 @@ upstream failed (`error_shapes.openai_error_event`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
 from sserelay.codec import DONE, encode_data_bytes
 from sserelay.error_shapes import openai_error_event
+from sserelay.gateway.relay import StreamFilter
 from sserelay.gateway.service import OpenedStream
 from sserelay.providers import ProviderError
-from sserelay.relay.stream_format import Outcome, StreamFormat
+from sserelay.relay.stream_format import Emit, Outcome, Pushed, StreamFormat
 from sserelay.streams import Ending
 from sserelay.upstream.errors import Ending as LedgerEnding
 from sserelay.upstream.errors import UpstreamError
@@ -25,7 +27,9 @@ from sserelay.upstream.errors import UpstreamError
 _BLANK = b"\n\n"
 
 
-async def chat_payloads(opened: OpenedStream, outcome: Outcome) -> AsyncIterator[bytes]:
+async def chat_payloads(
+    opened: OpenedStream, outcome: Outcome
+) -> AsyncGenerator[bytes, None]:
     """One payload per event, from the first bytes to `[DONE]`; usage recorded at the end."""
     reply, stream = opened.reply, opened.stream
     read, feed = reply.read_chunk, stream.feed
@@ -34,11 +38,9 @@ async def chat_payloads(opened: OpenedStream, outcome: Outcome) -> AsyncIterator
     try:
         while True:
             if out:
-                # The filter writes whole LF-framed events whose data is one JSON line, so a
-                # blank line can only be an event boundary.
-                for event in out.split(_BLANK)[:-1]:
+                for event in _events(out):
                     outcome.completion_chunks += 1
-                    yield event + _BLANK
+                    yield event
             if stream.done:
                 break
             try:
@@ -47,13 +49,94 @@ async def chat_payloads(opened: OpenedStream, outcome: Outcome) -> AsyncIterator
                 out = stream.fail(error)
                 continue
             out = feed(chunk) if chunk else stream.end()
-        ledger_ending = stream.error.ending if stream.error else "done"
-        outcome.ending = Ending(ledger_ending)
-        if outcome.readers_left and ledger_ending == "done":
-            ledger_ending = "aborted"  # the client left; the answer was drained to its end
+        ledger_ending = _ended(stream, outcome)
     finally:
         reply.close()
         opened.finish(stream, ledger_ending)
+
+
+def _events(out: bytes) -> list[bytes]:
+    # The filter writes whole LF-framed events whose data is one JSON line, so a blank line
+    # can only be an event boundary.
+    if out.count(_BLANK) == 1:
+        return [out]
+    return [event + _BLANK for event in out.split(_BLANK)[:-1]]
+
+
+def _ended(stream: StreamFilter, outcome: Outcome) -> LedgerEnding:
+    ledger_ending: LedgerEnding = stream.error.ending if stream.error else "done"
+    outcome.ending = Ending(ledger_ending)
+    if outcome.readers_left and ledger_ending == "done":
+        ledger_ending = "aborted"  # the client left; the answer was drained to its end
+    return ledger_ending
+
+
+class ChatPayloads(Pushed):
+    """`chat_payloads`, which can also be pushed: each upstream read is filtered, cut into
+    events and emitted in the call that read it."""
+
+    def __init__(self, opened: OpenedStream, outcome: Outcome) -> None:
+        self._opened = opened
+        self._outcome = outcome
+        self._pulled: AsyncGenerator[bytes, None] | None = None
+        self._ledger_ending: LedgerEnding = "aborted"  # unless the stream completes
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._pulled = pulled = chat_payloads(self._opened, self._outcome)
+        return pulled
+
+    async def run(self, emit: Emit) -> None:
+        opened, outcome = self._opened, self._outcome
+        reply, stream = opened.reply, opened.stream
+        feed = stream.feed
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def deliver(out: bytes) -> None:
+            for event in _events(out):
+                outcome.completion_chunks += 1
+                if not emit(event):
+                    stop()
+                    return
+
+        def stop() -> None:
+            reply.detach()
+            if not ended.done():
+                ended.set_result(None)
+
+        def on_data(chunk: bytes) -> None:
+            out = feed(chunk)
+            if out:
+                deliver(out)
+            if stream.done:
+                stop()
+
+        def on_end(error: ProviderError | None) -> None:
+            out = stream.fail(error) if error is not None else stream.end()
+            if out:
+                deliver(out)
+            stop()
+
+        try:
+            if opened.first:
+                deliver(opened.first)
+            if not stream.done and not ended.done():
+                reply.attach(on_data, on_end)
+                await ended
+            if stream.done:
+                self._ledger_ending = _ended(stream, outcome)
+        finally:
+            reply.detach()
+
+    async def aclose(self) -> None:
+        if self._pulled is not None:
+            await self._pulled.aclose()  # it records the usage itself
+            return
+        opened = self._opened
+        if opened.stream.error is None and opened.stream.done:
+            opened.reply.release()
+        else:
+            opened.reply.close()
+        opened.finish(opened.stream, self._ledger_ending)
 
 
 def _stopped(outcome: Outcome) -> list[bytes]:

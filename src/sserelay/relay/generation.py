@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sserelay.limits import claim_permit, record_completion_tokens
 from sserelay.observability import hooks
 from sserelay.observability.context import StreamMarks, clock
-from sserelay.relay.stream_format import Outcome, StreamFormat
+from sserelay.relay.stream_format import Outcome, Pushed, StreamFormat
 from sserelay.streams import Ending, StreamLog, StreamLogError, new_stream_id
 
 __all__ = ["ENDED_IN_LOG", "POLICIES", "Generations", "Outcome", "Policy", "Producer"]
@@ -36,8 +36,8 @@ log = logging.getLogger("sserelay.generation")
 
 
 # Given the Outcome to fill in, yields the stream's payloads (SSE event bytes without id),
-# ending and end marker included.
-Producer = Callable[[Outcome], AsyncIterator[bytes]]
+# ending and end marker included; a `Pushed` producer can also push them.
+Producer = Callable[[Outcome], AsyncGenerator[bytes, None] | Pushed]
 # The log's end payload when the ending payloads were written into the log by the producer;
 # an end without it (a lapsed lease) means the follower must write the ending itself.
 ENDED_IN_LOG = b"ended-in-log"
@@ -156,13 +156,38 @@ class Generations:
         # Counted in locals for /metrics and the log; reported once, at the end (StreamMarks).
         marks = StreamMarks()
         stamps, chunks, size = marks.marks, 0, 0
+        refused: list[StreamLogError] = []
+        append_now = getattr(self.log, "append_nowait", None)
+
+        def emit(payload: bytes) -> bool:
+            nonlocal chunks, size
+            if refused:
+                return False
+            try:
+                append_now(stream_id, payload)  # type: ignore[misc]
+            except StreamLogError as exc:
+                refused.append(exc)
+                return False
+            chunks += 1
+            size += len(payload)
+            if chunks & 7 < 2:
+                stamps.append(clock())
+            return True
+
         try:
-            async for payload in payloads:
-                await append(stream_id, payload)
-                chunks += 1
-                size += len(payload)
-                if chunks & 7 < 2:
-                    stamps.append(clock())
+            if isinstance(payloads, Pushed) and append_now is not None:
+                # Each payload goes into the log, and to its pushed followers, in the call
+                # that read it from the upstream: no task switch per chunk.
+                await payloads.run(emit)
+                if refused:
+                    raise refused[0]
+            else:
+                async for payload in payloads:
+                    await append(stream_id, payload)
+                    chunks += 1
+                    size += len(payload)
+                    if chunks & 7 < 2:
+                        stamps.append(clock())
         except asyncio.CancelledError:
             if self._truncating:
                 outcome.ending = Ending.TRUNCATED
@@ -178,7 +203,7 @@ class Generations:
             log.warning("stream %s: the log refused an append; ending it", stream_id)
             outcome.ending = Ending.TRUNCATED
         finally:
-            await payloads.aclose()  # type: ignore[attr-defined]
+            await payloads.aclose()
             cancel_wait.cancel()
             self._running.pop(stream_id, None)
             with contextlib.suppress(StreamLogError):

@@ -7,7 +7,8 @@ is stopped on purpose, and a follower on another instance when the producer was 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import abc
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sserelay.streams import Ending
@@ -31,3 +32,26 @@ class StreamFormat:
     stopped: Callable[[Outcome], list[bytes]]
     # The payloads that end a stream whose producing instance died (typed `truncated`).
     lost: Callable[[], list[bytes]]
+
+
+# Called by a pushing producer with each payload; False: stop, the log takes no more.
+Emit = Callable[[bytes], bool]
+
+
+class Pushed(abc.ABC):
+    """A producer that can push its payloads (`run`) as well as yield them (async iteration).
+
+    `run(emit)` calls `emit` with each payload, in order, in the same call that read the
+    upstream bytes it comes from, and returns when the stream has ended; the ending and the
+    end marker are payloads too, as when iterating. `Generations` pushes into a log that
+    appends synchronously and iterates otherwise. Either way `aclose()` comes last.
+    """
+
+    @abc.abstractmethod
+    async def run(self, emit: Emit) -> None: ...
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...

@@ -101,6 +101,10 @@ class MemoryStreamLog(StreamLog):
         self._streams[stream_id] = _Stream(self.max_entries, dict(meta or {}))
 
     async def append(self, stream_id: str, payload: bytes) -> int:
+        return self.append_nowait(stream_id, payload)
+
+    def append_nowait(self, stream_id: str, payload: bytes) -> int:
+        """`append`, synchronously: for producers that push (relay/generation.py)."""
         stream = self._get(stream_id)
         if stream.ending is not None:
             raise StreamEnded(stream_id)

@@ -11,7 +11,7 @@ truncates answers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -20,6 +20,7 @@ import orjson
 from sserelay.codec import ServerSentEvent, SSEDecodeError, SSEDecoder
 from sserelay.redaction import redact
 from sserelay.upstream import failures
+from sserelay.upstream.errors import UpstreamError
 from sserelay.upstream.h1 import Aborter, H1Error, H1Pool, H1Response
 from sserelay.upstream.watchdog import Timeouts, Watchdog
 
@@ -130,6 +131,46 @@ class UpstreamStream:
         if watchdog.expired:
             raise failures.timeout_error(watchdog.expired)
         decoder.close()
+
+    def push(
+        self,
+        on_event: Callable[[ServerSentEvent], bool],
+        on_end: Callable[[UpstreamError | None], None],
+    ) -> None:
+        """`events()`, pushed: `on_event` is called with each event in the call that read it
+        (return False to stop), then `on_end(None)` when the body ended cleanly, or
+        `on_end(error)` when it broke, timed out or was not a valid event stream."""
+        assert self._response is not None, "use `async with` first"
+        response = self._response
+        decoder = SSEDecoder()
+        watchdog = Watchdog(Aborter(response), self._upstream.timeouts)
+        feed = decoder.feed
+
+        def stop() -> None:
+            watchdog.stop()
+            response.detach()
+
+        def on_data(chunk: bytes) -> None:
+            watchdog.reads += 1
+            try:
+                for event in feed(chunk):
+                    if not on_event(event):
+                        stop()
+                        return
+            except SSEDecodeError as exc:
+                stop()
+                on_end(failures.malformed(str(exc)))
+
+        def body_end(error: H1Error | None) -> None:
+            stop()
+            if error is not None:
+                expired = watchdog.expired
+                on_end(failures.timeout_error(expired) if expired else failures.broken_off())
+            else:
+                decoder.close()
+                on_end(None)
+
+        response.attach(on_data, body_end)
 
     async def _raise_for_status(self, response: H1Response) -> None:
         try:

@@ -12,18 +12,19 @@ of a second completion.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sserelay.codec import DONE
+from sserelay.codec import DONE, ServerSentEvent
 from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE, error_event, text_events
 from sserelay.relay.generation import POLICIES, Generations, Outcome, Policy
-from sserelay.relay.openai_text import Kind, text_deltas
+from sserelay.relay.openai_text import Kind, ended_early, read_text_event, text_deltas
+from sserelay.relay.stream_format import Emit, Pushed
 from sserelay.settings import Settings
 from sserelay.streams import Ending
 from sserelay.upstream.errors import UpstreamError
@@ -173,8 +174,8 @@ async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -
     if opening.done():
         opening.result()
 
-    def produce(outcome: Outcome) -> AsyncIterator[bytes]:
-        return article_payloads(stream, kind, upstream, outcome, opening)
+    def produce(outcome: Outcome) -> ArticlePayloads:
+        return ArticlePayloads(stream, kind, upstream, outcome, opening)
 
     stream_id = await generations.start(produce, ARTICLE, policy=policy)
     return follow_response(generations, stream_id, 0, settings.heartbeat)
@@ -186,7 +187,7 @@ async def article_payloads(
     upstream: OpenAIUpstream,
     outcome: Outcome,
     opening: Awaitable[object] | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The article's wire format: text as data, a typed error ending, `[DONE]` last."""
     try:
         if opening is not None:
@@ -201,6 +202,87 @@ async def article_payloads(
     finally:
         await stream.__aexit__(None, None, None)
     yield DONE
+
+
+class ArticlePayloads(Pushed):
+    """`article_payloads`, which can also be pushed: each upstream event's text is emitted
+    as the article's events in the call that read it from the upstream."""
+
+    def __init__(
+        self,
+        stream: UpstreamStream,
+        kind: Kind,
+        upstream: OpenAIUpstream,
+        outcome: Outcome,
+        opening: Awaitable[object],
+    ) -> None:
+        self._stream = stream
+        self._kind = kind
+        self._upstream = upstream
+        self._outcome = outcome
+        self._opening = opening
+        self._pulled: AsyncGenerator[bytes, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._pulled = pulled = article_payloads(
+            self._stream, self._kind, self._upstream, self._outcome, self._opening
+        )
+        return pulled
+
+    async def run(self, emit: Emit) -> None:
+        outcome = self._outcome
+        try:
+            await self._opening
+        except UpstreamError as exc:
+            outcome.ending = Ending(exc.ending)
+            emit(error_event(exc))
+            emit(DONE)
+            return
+        chat = self._kind == "chat"
+        redact = self._upstream.redact
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def finish(exc: UpstreamError | None) -> None:
+            if ended.done():
+                return
+            if exc is not None:
+                outcome.ending = Ending(exc.ending)
+                emit(error_event(exc))
+            emit(DONE)
+            ended.set_result(None)
+
+        def on_event(event: ServerSentEvent) -> bool:
+            try:
+                step = read_text_event(event.data, chat, redact)
+            except UpstreamError as exc:
+                finish(exc)
+                return False
+            if step is None:  # [DONE]
+                finish(None)
+                return False
+            text, failure = step
+            if text:
+                outcome.completion_chunks += 1
+                for payload in text_events(text):
+                    if not emit(payload):
+                        ended.set_result(None)  # the log takes no more
+                        return False
+            if failure is not None:
+                finish(failure)
+                return False
+            return True
+
+        def on_end(error: UpstreamError | None) -> None:
+            finish(error if error is not None else ended_early())
+
+        self._stream.push(on_event, on_end)
+        await ended
+
+    async def aclose(self) -> None:
+        if self._pulled is not None:
+            await self._pulled.aclose()
+        else:
+            await self._stream.__aexit__(None, None, None)
 
 
 def upstream_request(

@@ -89,48 +89,59 @@ async def _payloads(generations: Generations, stream_id: str, after: int) -> Asy
 async def _push(generations: Generations, stream_id: str, after: int, channel: Channel) -> None:
     """`_payloads`, pushed: each entry is written to the client in the call that appends it
     to the log (`StreamLog.tail`), with no task switch per event. A client whose socket
-    stops taking writes is unsubscribed until it drains, then caught up from the log: the
-    producer never waits for it. Logs that cannot push are followed as in `_payloads`."""
-    prefix = b"id: " + stream_id.encode() + b":"
-    log, write = generations.log, channel.write
+    stops taking writes is unsubscribed, waits for its socket to drain and is caught up
+    from the log: the producer never waits for it. Logs that cannot push are followed as
+    in `_payloads`."""
+    log = generations.log
     loop = asyncio.get_running_loop()
-    pos = after
+    tail = _Tail(stream_id, after, channel)
     while True:
-        stopped: asyncio.Future[End | None] = loop.create_future()
-
-        def on_item(item: LogItem) -> None:
-            nonlocal pos
-            if stopped.done():
-                return
-            if type(item) is Entry:
-                pos = item.seq
-                if not write(b"%s%d\n%s" % (prefix, pos, item.payload)):
-                    stopped.set_result(None)
-            elif type(item) is Gap:
-                pos = item.last
-                write(_gap_event(item))
-            else:
-                stopped.set_result(item)  # type: ignore[arg-type]
-
-        stop = log.tail(stream_id, pos, on_item)
+        tail.stopped = loop.create_future()
+        stop = log.tail(stream_id, tail.pos, tail.on_item)
         if stop is None:
-            async for payload in _payloads(generations, stream_id, pos):
-                if not write(payload):
+            async for payload in _payloads(generations, stream_id, tail.pos):
+                if not channel.write(payload):
                     if channel.gone:
                         return
                     await channel.drain()
             return
         try:
-            end = await stopped
+            end = await tail.stopped
         finally:
             stop()
         if end is not None:
             for payload in await _ending(generations, stream_id, end):
-                write(payload)
+                channel.write(payload)
             return
         if channel.gone:
             return
         await channel.drain()
+
+
+class _Tail:
+    """One pushed follower's position, and what it does with each log item."""
+
+    __slots__ = ("_prefix", "_write", "pos", "stopped")
+
+    def __init__(self, stream_id: str, after: int, channel: Channel) -> None:
+        self._prefix = b"id: " + stream_id.encode() + b":"
+        self._write = channel.write
+        self.pos = after
+        self.stopped: asyncio.Future[End | None] | None = None
+
+    def on_item(self, item: LogItem) -> None:
+        stopped = self.stopped
+        if stopped is None or stopped.done():
+            return
+        if type(item) is Entry:
+            self.pos = item.seq
+            if not self._write(b"%s%d\n%s" % (self._prefix, item.seq, item.payload)):
+                stopped.set_result(None)  # the client is not reading: catch up later
+        elif type(item) is Gap:
+            self.pos = item.last
+            self._write(_gap_event(item))
+        else:
+            stopped.set_result(item)  # type: ignore[arg-type]
 
 
 def _gap_event(gap: Gap) -> bytes:

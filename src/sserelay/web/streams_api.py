@@ -10,7 +10,6 @@ so far, and `[DONE]`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ from sserelay.gateway.auth import authenticate
 from sserelay.gateway.errors import GatewayError
 from sserelay.gateway.service import Gateway
 from sserelay.keys.store import ClientKey
-from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS, chat_payloads
+from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS, ChatPayloads
 from sserelay.relay.generation import Generations, Outcome, Policy
 from sserelay.settings import Settings
 from sserelay.streams import parse_event_id, validate_stream_id
@@ -80,8 +79,8 @@ async def create_stream(request: Request) -> Response:
     except GatewayError as exc:
         raise RequestError(exc.status, exc.message, exc.code) from None
 
-    def produce(outcome: Outcome) -> AsyncIterator[bytes]:
-        return chat_payloads(opened, outcome)
+    def produce(outcome: Outcome) -> ChatPayloads:
+        return ChatPayloads(opened, outcome)
 
     stream_id = await generations.start(produce, CHAT, policy=policy)
     url = f"/v1/streams/{stream_id}"
@@ -144,8 +143,8 @@ async def resumable_chat_completion(
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     opened = await gateway.open_stream(key, "chat", body, body_bytes, strip_usage=not wants_usage)
 
-    def produce(outcome: Outcome) -> AsyncIterator[bytes]:
-        return chat_payloads(opened, outcome)
+    def produce(outcome: Outcome) -> ChatPayloads:
+        return ChatPayloads(opened, outcome)
 
     policy: Policy = "cancel" if gateway.config.abandoned == "cancel" else "drain"
     stream_id = await generations.start(produce, CHAT_COMPLETIONS, policy=policy)
