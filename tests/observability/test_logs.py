@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from sserelay.observability import JsonFormatter, Telemetry
@@ -120,3 +121,16 @@ def test_prompt_text_is_logged_only_when_enabled(
     line = JsonFormatter().format(caplog.records[-1])
     assert ("tell me a secret" in line) is content
     assert '"request_id":"r1"' in line and '"status":200' in line
+
+
+def test_each_line_carries_its_own_time() -> None:
+    """Lines formatted in turn by one formatter each say the time of their own record."""
+    formatter = JsonFormatter()
+    times = []
+    for created in (1700000000.25, 1700000000.5, 1700000061.0, 1700000000.75):
+        record = logging.LogRecord("sserelay.requests", logging.INFO, __file__, 1, "request",
+                                   None, None)
+        record.created, record.msecs = created, (created % 1) * 1000
+        times.append(orjson.loads(formatter.format(record))["time"])
+    assert times == ["2023-11-14T22:13:20.250Z", "2023-11-14T22:13:20.500Z",
+                     "2023-11-14T22:14:21.000Z", "2023-11-14T22:13:20.750Z"]

@@ -8,6 +8,7 @@ import contextlib
 import httpx
 import openai
 
+from sserelay.observability.metrics import Metrics
 from tests.gateway.conftest import wait_for
 from tests.observability.conftest import Observed, marker, sample
 
@@ -111,3 +112,14 @@ def test_metrics_need_no_key_and_say_their_format(observed: Observed) -> None:
     reply = httpx.get(observed.server.url + "/metrics", timeout=10)
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+
+
+def test_remembered_children_count_into_their_own_series() -> None:
+    """`Metrics.child` hands back the registered child for its labels, one per label set."""
+    metrics = Metrics()
+    metrics.child(metrics.tokens, "k1", "m", "prompt").inc(2)
+    metrics.child(metrics.tokens, "k1", "m", "prompt").inc(3)
+    metrics.child(metrics.tokens, "k2", "m", "prompt").inc(7)
+    rendered = metrics.render().decode()
+    assert 'sserelay_tokens_total{key="k1",kind="prompt",model="m"} 5.0' in rendered
+    assert 'sserelay_tokens_total{key="k2",kind="prompt",model="m"} 7.0' in rendered
