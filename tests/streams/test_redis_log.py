@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from sserelay.streams import End, Ending, Entry, RedisStreamLog, UnknownStream, new_stream_id
+from sserelay.streams import (
+    End,
+    Ending,
+    Entry,
+    RedisStreamLog,
+    StreamLogError,
+    UnknownStream,
+    new_stream_id,
+)
 from sserelay.testing.redis_server import RedisServer
 
 from .test_stream_log import collect
@@ -215,3 +223,46 @@ def test_scripts_are_reloaded_after_redis_forgets_them(
                 await raw.aclose()
 
     assert run(main()) == [Entry(1, b"1"), Entry(2, b"2"), End(Ending.CANCELLED)]
+
+
+def test_tail_pushes_appends_on_the_producing_instance_and_not_elsewhere(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """On the producing instance a tail gets each entry in the append call, from the
+    producer's own copy; another instance cannot push (None) and follows through Redis."""
+
+    async def main() -> None:
+        async with redis_log() as producer, redis_log() as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            await producer.append(stream_id, b"a")
+            got: list[Any] = []
+            stop = producer.tail(stream_id, 0, got.append)
+            assert stop is not None
+            assert got == [Entry(1, b"a")]
+            producer.append_nowait(stream_id, b"b")
+            assert got[-1] == Entry(2, b"b")
+            assert other.tail(stream_id, 0, got.append) is None
+            await producer.end(stream_id, Ending.DONE)
+            assert got[-1] == End(Ending.DONE)
+            stop()
+
+    run(main())
+
+
+def test_append_nowait_refuses_when_redis_falls_far_behind(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """A pushing producer cannot wait for Redis: past twice high_water queued entries its
+    append is refused (the stream then ends truncated) instead of queueing without bound."""
+
+    async def main() -> None:
+        async with redis_log(high_water=2) as log:
+            stream_id = new_stream_id()
+            await log.create(stream_id)
+            for n in range(4):
+                log.append_nowait(stream_id, b"%d" % n)
+            with pytest.raises(StreamLogError, match="not keeping up"):
+                log.append_nowait(stream_id, b"too many")
+
+    run(main())

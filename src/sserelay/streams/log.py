@@ -87,6 +87,16 @@ class End:
 LogItem = Entry | Gap | End
 
 
+class Moved:
+    """Told to a pushed tail (`StreamLog.tail`) whose items now come from elsewhere: it
+    stops, and the follower continues with `follow` after the last seq it saw."""
+
+    __slots__ = ()
+
+
+MOVED = Moved()
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     """A snapshot of one stream. ``first_seq`` is ``last_seq + 1`` when nothing is retained."""
@@ -187,10 +197,11 @@ class StreamLog(abc.ABC):
         """
 
     def tail(
-        self, stream_id: str, after: int, on_item: Callable[[LogItem], None]
+        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None]
     ) -> Callable[[], None] | None:
         """`follow`, pushed: hand `on_item` every item after `after` now, then each new one
-        in the call that appends it, until `End` or until the returned function is called.
+        in the call that appends it, until `End` or `MOVED` or until the returned function
+        is called. `MOVED`: the rest must be read with `follow`.
 
         Synchronous: nothing is appended between the catch-up and the subscription. A log
         that cannot push returns None (the caller follows instead). Raises `UnknownStream`.

@@ -23,6 +23,7 @@ from .log import (
     Gap,
     LogClosed,
     LogItem,
+    Moved,
     StreamEnded,
     StreamExists,
     StreamInfo,
@@ -61,7 +62,7 @@ class _Stream:
         self.end_payload: bytes | None = None
         self.meta = meta
         self.waiters: list[asyncio.Future[None]] = []
-        self.listeners: list[Callable[[LogItem], None]] = []  # tail(): pushed followers
+        self.listeners: list[Callable[[LogItem | Moved], None]] = []  # tail(): pushed followers
         self.cancel_requested = False
         self.cancel_waiters: list[asyncio.Future[None]] = []
         self.expiry: asyncio.TimerHandle | None = None
@@ -160,7 +161,7 @@ class MemoryStreamLog(StreamLog):
             await park(stream.waiters)
 
     def tail(
-        self, stream_id: str, after: int, on_item: Callable[[LogItem], None]
+        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None]
     ) -> Callable[[], None]:
         if after < 0:
             raise ValueError(f"after must be >= 0, got {after}")

@@ -51,19 +51,21 @@ import asyncio
 import contextlib
 import secrets
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from .log import (
+    MOVED,
     End,
     Ending,
     Entry,
     Gap,
     LogClosed,
     LogItem,
+    Moved,
     StreamEnded,
     StreamExists,
     StreamInfo,
@@ -146,6 +148,10 @@ _READER_BLOCK_MS = 10_000  # only bounds how long a dead connection goes unnotic
 _WAKE_TTL_MS = 86_400_000
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Keys:
     __slots__ = ("lease", "log", "meta")
 
@@ -181,7 +187,7 @@ class _Mirror:
     dies with the producer anyway. It holds the last `max_entries`, like the log.
     """
 
-    __slots__ = ("end", "entries", "first", "gone", "waiters")
+    __slots__ = ("end", "entries", "first", "gone", "listeners", "waiters")
 
     def __init__(self, max_entries: int) -> None:
         self.entries: deque[bytes] = deque(maxlen=max_entries)
@@ -189,6 +195,7 @@ class _Mirror:
         self.end: End | None = None
         self.gone = False  # the end went elsewhere (or failed): followers switch to Redis
         self.waiters: list[asyncio.Future[None]] = []
+        self.listeners: list[Callable[[LogItem | Moved], None]] = []  # pushed followers
 
     def push(self, payload: bytes) -> None:
         if len(self.entries) == self.entries.maxlen:
@@ -196,6 +203,10 @@ class _Mirror:
         self.entries.append(payload)
         if self.waiters:
             wake_all(self.waiters)
+        if self.listeners:
+            entry = Entry(self.first + len(self.entries) - 1, payload)
+            for listener in tuple(self.listeners):
+                listener(entry)
 
     def finish(self, end: End | None) -> None:
         """The stream ended here with `end`, or (None) its end must be read from Redis."""
@@ -204,6 +215,30 @@ class _Mirror:
         else:
             self.end = end
         wake_all(self.waiters)
+        listeners, self.listeners = self.listeners, []
+        for listener in listeners:
+            listener(MOVED if end is None else end)
+
+    def tail(self, after: int, on_item: Callable[[LogItem | Moved], None]) -> Callable[[], None]:
+        """`RedisStreamLog.tail` from this copy: the catch-up now, then each push."""
+        first = self.first
+        if after + 1 < first:  # trimmed while this follower was away
+            on_item(Gap(after + 1, first - 1))
+            after = first - 1
+        entries = self.entries
+        for index in range(after - first + 1, len(entries)):
+            on_item(Entry(first + index, entries[index]))
+        if self.end is not None or self.gone:
+            on_item(self.end if self.end is not None else MOVED)
+            return _nothing
+        listeners = self.listeners
+        listeners.append(on_item)
+
+        def stop() -> None:
+            if on_item in listeners:
+                listeners.remove(on_item)
+
+        return stop
 
 
 class _Watch:
@@ -265,6 +300,7 @@ class RedisStreamLog(StreamLog):
         max_connections: int = 32,
         read_batch: int = 512,
         high_water: int = 100_000,
+        flush_interval: float = 0.002,
     ) -> None:
         if max_entries < 1 or lease_ttl <= 0 or retention < 0:
             raise ValueError("need max_entries >= 1, lease_ttl > 0, retention >= 0")
@@ -273,6 +309,7 @@ class RedisStreamLog(StreamLog):
         self.instance_id = secrets.token_urlsafe(9)
         self._max_connections, self._read_batch = max_connections, read_batch
         self._high_water = high_water
+        self.flush_interval = flush_interval
         self._lease_ms = max(1, round(lease_ttl * 1000))
         self._retention_ms = max(1, round(retention * 1000))
         self._live_ttl_ms = self._lease_ms + self._retention_ms
@@ -399,20 +436,36 @@ class RedisStreamLog(StreamLog):
         owned = self._owned.get(stream_id)
         if owned is None:
             raise await self._not_producing(stream_id)
-        if owned.ended:
-            raise StreamEnded(stream_id)
-        if owned.failure is not None:
-            raise StreamLogError(f"writing stream {stream_id} to Redis failed") from owned.failure
-        owned.pending.append(payload)
-        owned.mirror.push(payload)
-        self._dirty[stream_id] = owned
-        self._work.set()
-        seq = owned.next_seq
-        owned.next_seq = seq + 1
-        self._queued += 1
+        seq = self._queue(owned, payload)
         if self._queued >= self._high_water:
             self._drained.clear()
             await self._drained.wait()
+        return seq
+
+    def append_nowait(self, stream_id: str, payload: bytes) -> int:
+        """`append`, synchronously, for producers that push (relay/generation.py). It cannot
+        wait for Redis: past twice `high_water` queued entries it refuses instead."""
+        owned = self._owned.get(stream_id)
+        if owned is None:
+            raise StreamLogError(f"this instance does not produce stream {stream_id}")
+        if self._queued >= 2 * self._high_water:
+            raise StreamLogError("Redis is not keeping up with the stream's entries")
+        return self._queue(owned, payload)
+
+    def _queue(self, owned: _Owned, payload: bytes) -> int:
+        if owned.ended:
+            raise StreamEnded(owned.stream_id)
+        if owned.failure is not None:
+            raise StreamLogError(
+                f"writing stream {owned.stream_id} to Redis failed"
+            ) from owned.failure
+        seq = owned.next_seq
+        owned.next_seq = seq + 1
+        owned.pending.append(payload)
+        self._dirty[owned.stream_id] = owned
+        self._work.set()
+        self._queued += 1
+        owned.mirror.push(payload)  # last: its pushed followers write to their clients now
         return seq
 
     async def _not_producing(self, stream_id: str) -> StreamLogError:
@@ -445,7 +498,8 @@ class RedisStreamLog(StreamLog):
             except BaseException:
                 owned.mirror.finish(None)
                 raise
-            owned.mirror.finish(End(ending, payload) if result == 1 else None)
+            if owned.mirror.end is None:
+                owned.mirror.finish(End(ending, payload) if result == 1 else None)
         if result < 0:
             raise UnknownStream(stream_id)
         return result == 1
@@ -468,8 +522,17 @@ class RedisStreamLog(StreamLog):
             self._work.set()
 
     async def _write_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             await self._work.wait()
+            # At most one flush per `flush_interval`: the appends of that interval share one
+            # round trip. Followers on this instance are not delayed (they are pushed from the
+            # producer's copy); followers elsewhere see entries up to that much later.
+            wait = last + self.flush_interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last = loop.time()
             self._work.clear()
             batch, self._dirty = self._dirty, {}
             renew = [o for o in self._owned.values() if not o.ended] if self._renew_due else []
@@ -529,6 +592,9 @@ class RedisStreamLog(StreamLog):
                     end_done.set_exception(StreamLogError(f"ending the stream failed: {result}"))
                 else:
                     end_done.set_result(int(result))
+                    if int(result) == 1 and tagged.end is not None:
+                        # Its end is in Redis: local followers get it from the copy now.
+                        tagged.mirror.finish(End(tagged.end[0], tagged.end[1]))
                 self._forget(tagged)
             elif kind == "cancel" and tagged is not None and result:
                 self._cancelled(tagged)
@@ -649,6 +715,17 @@ class RedisStreamLog(StreamLog):
             watch.followers -= 1
             if not watch.followers and self._watches.get(log_key) is watch:
                 del self._watches[log_key]
+
+    def tail(
+        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None]
+    ) -> Callable[[], None] | None:
+        # Pushed only on the producing instance, from its own copy; elsewhere: `follow`.
+        if after < 0:
+            raise ValueError(f"after must be >= 0, got {after}")
+        owned = self._owned.get(stream_id)
+        if owned is None or self._closed or owned.mirror.gone:
+            return None
+        return owned.mirror.tail(after, on_item)
 
     async def _follow_mirror(
         self, mirror: _Mirror, after: int

@@ -19,7 +19,7 @@ from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE
 from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
-from sserelay.streams import End, Entry, Gap, LogItem, parse_event_id
+from sserelay.streams import End, Entry, Gap, LogItem, Moved, parse_event_id
 from sserelay.web.event_stream import Channel, EventStreamResponse
 
 _FORMATS = {fmt.name: fmt for fmt in (ARTICLE, CHAT, CHAT_COMPLETIONS)}
@@ -129,7 +129,7 @@ class _Tail:
         self.pos = after
         self.stopped: asyncio.Future[End | None] | None = None
 
-    def on_item(self, item: LogItem) -> None:
+    def on_item(self, item: LogItem | Moved) -> None:
         stopped = self.stopped
         if stopped is None or stopped.done():
             return
@@ -140,6 +140,8 @@ class _Tail:
         elif type(item) is Gap:
             self.pos = item.last
             self._write(_gap_event(item))
+        elif type(item) is Moved:
+            stopped.set_result(None)  # the rest comes from `follow`
         else:
             stopped.set_result(item)  # type: ignore[arg-type]
 
