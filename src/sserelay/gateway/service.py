@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from sserelay.deadline import deadline
 from sserelay.gateway.config import GatewayConfig, UpstreamConfig
 from sserelay.gateway.errors import GatewayError
 from sserelay.gateway.exchange import Exchange, exchange_for
@@ -187,7 +188,7 @@ class Gateway:
             relay = exchange.stream_filter(body, strip_usage=strip_usage,
                                            redact=route.provider.redact)
             try:
-                async with asyncio.timeout(self.config.first_byte_wait):
+                async with deadline(self.config.first_byte_wait):
                     first = await read_first(reply, relay)
             except TimeoutError:
                 first = b""  # a slow first token: start the stream, keep waiting inside it

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from sserelay.deadline import deadline
 from sserelay.providers.base import Api, Provider, ProviderReply
 from sserelay.providers.errors import ProviderError
 from sserelay.upstream.h1 import Aborter, H1Error, H1Pool, H1Response
@@ -235,7 +236,7 @@ class HttpProvider(Provider):
         self, method: str, url: str, payload: bytes, headers: dict[str, str]
     ) -> H1Response:
         try:
-            async with asyncio.timeout(self._read_timeout):
+            async with deadline(self._read_timeout):
                 return await self.pool.request(method, url, headers, payload)
         except TimeoutError:
             raise ProviderError(

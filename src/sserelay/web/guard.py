@@ -15,7 +15,6 @@ checks cost nothing per streamed chunk.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sserelay.deadline import deadline
 from sserelay.error_shapes import Dialect, GatewayError, anthropic_error, openai_error
 from sserelay.gateway.auth import authenticate
 from sserelay.limits import Limiter, LimitExceeded, check_prompt_size, estimate_tokens, holding
@@ -176,7 +176,7 @@ async def _read_body(
         raise _too_large(limit)
     body = bytearray()
     try:
-        async with asyncio.timeout(settings.body_timeout):
+        async with deadline(settings.body_timeout):
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
