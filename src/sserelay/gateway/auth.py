@@ -43,7 +43,8 @@ def _is_loopback_address(host: str) -> bool:
 def _presented_key(request: Request) -> str | None:
     # One pass over the raw headers: Starlette's `headers.get` of an absent header scans
     # them all and raises KeyError inside, and both are usually absent (a loopback caller).
-    authorization = api_key = None
+    authorization: str | None = None
+    api_key: str | None = None
     for name, value in request.scope["headers"]:
         if name == b"authorization":
             if authorization is None:
