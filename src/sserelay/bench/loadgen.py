@@ -102,8 +102,13 @@ async def _one_stream(
 ) -> None:
     started = time.time_ns()
     method, url, body = spec.method, spec.url, spec.json_body
+    # A token made before it was asked for cannot be late: with `follow`, a token's latency
+    # counts from the later of its stamp and the moment the follow request is sent (the
+    # generation runs from the POST on; what it made before the GET is replayed at once).
+    asked = 0
     if spec.follow:
         method, url, body = "GET", await _stream_url(session, spec), None
+        asked = time.time_ns()
     headers = {"Accept": "text/event-stream", **spec.headers}
     received, first, done = 0, 0, False
     async with session.request(method, url, json=body, headers=headers) as response:
@@ -117,7 +122,7 @@ async def _one_stream(
                     done = True
                     continue
                 for stamp in _STAMP.findall(event.data):
-                    tally.latencies_ns.append(now - int(stamp))
+                    tally.latencies_ns.append(now - max(int(stamp), asked))
                     received += 1
                     if not first:
                         first = now

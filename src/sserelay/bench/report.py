@@ -220,7 +220,10 @@ def render(
         "(`sserelay.bench.loadgen`, its own process, asyncio + aiohttp) opens K streams, "
         "their starts spread evenly over one token interval (as independent users' streams "
         "are; started in one instant, K paced streams would send synchronised bursts of K), "
-        "and takes for each token receive time minus stamp.",
+        "and takes for each token receive time minus stamp. For /v1/streams (POST starts "
+        "the generation, a GET follows it) the clock of a token starts at the later of its "
+        "stamp and the moment the GET is sent: tokens made before anyone asked for them "
+        "arrive in the GET's first read, and are not late.",
         "- *Added* latency and time to first token (TTFT) are a target's percentile minus the "
         "direct run's under the same load; they can come out negative when the machine was "
         "busier during the direct run.",
