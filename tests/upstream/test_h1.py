@@ -8,7 +8,10 @@ connection dropped mid-chunk, garbage) is covered too.
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -259,5 +262,64 @@ def test_nothing_listening_is_an_error_that_says_so() -> None:
         await server.wait_closed()
         with pytest.raises(H1Error, match="Could not connect"):
             await H1Pool().request("GET", f"http://127.0.0.1:{port}/", {})
+
+    run(main())
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def _tls_server(cert: Path, key: Path) -> asyncio.Server:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _read_request(reader)
+            writer.write(_STREAM_HEAD + _chunked(b"data: [DONE]\n\n"))
+            await writer.drain()
+            await reader.read()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
+
+
+def test_https_upstreams_are_read_over_verified_tls(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+
+    async def main() -> None:
+        server = await _tls_server(cert, key)
+        port = server.sockets[0].getsockname()[1]
+        trusting = ssl.create_default_context(cafile=str(cert))
+        pool = H1Pool(ssl_context=trusting)
+        response = await pool.request("POST", f"https://127.0.0.1:{port}/v1/x", {}, b"{}")
+        assert await response.read_body(1000) == b"data: [DONE]\n\n"
+        response.close()
+        await pool.aclose()
+        server.close()
+
+    run(main())
+
+
+def test_an_https_upstream_with_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+
+    async def main() -> None:
+        server = await _tls_server(cert, key)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(H1Error, match="certificate verify failed"):
+            await H1Pool().request("POST", f"https://127.0.0.1:{port}/v1/x", {}, b"{}")
+        server.close()
 
     run(main())

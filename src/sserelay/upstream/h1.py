@@ -349,10 +349,13 @@ class _Connection(asyncio.Protocol):
 class H1Pool:
     """Keep-alive connections per origin; `request` sends one request on one of them."""
 
-    def __init__(self, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, connect_timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.connect_timeout = connect_timeout
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        # https: the system's trust store unless told otherwise (certificates verified).
+        self._ssl: ssl.SSLContext | None = ssl_context
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes = b""
