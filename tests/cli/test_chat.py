@@ -27,6 +27,9 @@ class Terminal:
         self.socket = f"sserelay-test-{uuid.uuid4().hex[:8]}"
         self.tmux("new-session", "-d", "-s", "chat", "-x", "160", "-y", "50",
                   "bash --norc --noprofile")
+        # Keys typed before bash shows its prompt are echoed by the terminal and then again
+        # by bash: the command line would be on the screen twice.
+        wait_for(lambda: self.screen().rstrip().endswith(("#", "$")), "the shell's prompt")
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
