@@ -77,8 +77,8 @@ class ArticleRelay:
 
     `prepare_get`/`prepare_post` apply the request rules and give a `Call`, or the `Reply` to
     send instead (a 4xx in words, or 204 for a reconnect). `respond` opens the upstream with the
-    blocking client; `respond_async` with the aiohttp one. Opening before answering lets a
-    failure before the first byte keep its real HTTP status.
+    blocking client; `respond_async` with the async one (`upstream/h1.py`). Opening before
+    answering lets a failure before the first byte keep its real HTTP status.
     """
 
     def __init__(
@@ -142,8 +142,8 @@ class ArticleRelay:
         return Reply(200, _stream_headers(stream_id), body)
 
     async def respond_async(self, call: Call) -> Reply:
-        """`respond` on the async core: the aiohttp upstream and the ASGI endpoints' payloads.
-        Run it on the server's event loop (the aiohttp session belongs to that loop)."""
+        """`respond` on the async core: the async upstream client and the ASGI endpoints' payloads.
+        Run it on the server's event loop (the connection pool belongs to that loop)."""
         upstream = self._async_upstream
         if upstream is None:
             upstream = self._async_upstream = OpenAIUpstream(

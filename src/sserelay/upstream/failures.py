@@ -1,6 +1,6 @@
 """Every way an upstream request can fail, as the `UpstreamError` a client is shown.
 
-Sans-IO and shared by both upstream clients (aiohttp in `openai_client`, blocking
+Sans-IO and shared by both upstream clients (the async `openai_client` on `h1`, blocking
 `http.client` in `sync_client`), so the codes, words and statuses a client sees do not depend
 on which server framework sserelay runs in. See docs/decisions.md, "Upstream failures map to
 statuses a client can act on".

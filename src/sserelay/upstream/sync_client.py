@@ -5,10 +5,10 @@ per stream, so they read the upstream with a blocking client: `http.client` from
 library, chosen by measurement and for its control over timeouts (docs/decisions.md, "The
 sync upstream client: http.client"). It works unchanged under gevent's monkey-patching.
 
-Everything around the bytes is shared with the aiohttp client: the SSE decoder, the limits
-(`Timeouts`) and every failure's code and words (`failures`). One connection per stream and no
-pool: a stream holds its connection for its whole life, and closing it is how the upstream
-learns to stop generating.
+Everything around the bytes is shared with the async client (`openai_client`): the SSE
+decoder, the limits (`Timeouts`) and every failure's code and words (`failures`). One
+connection per stream and no pool: a stream holds its connection for its whole life, and
+closing it is how the upstream learns to stop generating.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class SyncUpstreamStream:
             conn.connect()
             self._sock = conn.sock
             # Connected within the connect limit; the status line and headers get the
-            # first-token limit, as the aiohttp client's request does.
+            # first-token limit, as the async client's request does.
             self._sock.settimeout(up.timeouts.first_token)
             conn.request("POST", self._path, body=self._body, headers=up._headers)
             response = self._response = conn.getresponse()

@@ -1,8 +1,9 @@
 """Limits on an upstream stream (first token, idle, total) without a timer per chunk.
 
-aiohttp's `sock_read` timeout re-arms a timer on every read: about 5 % of the gateway's CPU
-per relayed chunk in the profile (docs/decisions.md, "The hot path"). One periodic check
-per stream does the same job; the hot path only increments a counter.
+A timeout per read (aiohttp's `sock_read`, which sserelay used) re-arms a timer on every
+read: ~5 % of the gateway's CPU per relayed chunk in the profile (docs/decisions.md, "The
+hot path"). One periodic check per stream does the same job; the hot path only increments
+a counter.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ server: Django buffers a sync body whole under ASGI and an async body whole unde
 views are sync (Django runs them in a worker thread under ASGI), and choose the body by the
 request: a WSGI request streams with the blocking client; an ASGI request opens the upstream on
 the server's event loop (`async_to_sync` from the view's thread) and streams an async body
-there, on the aiohttp client and the ASGI endpoints' own payload generator.
+there, on the async upstream client and the ASGI endpoints' own payload generator.
 """
 
 from __future__ import annotations
