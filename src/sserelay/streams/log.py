@@ -19,7 +19,7 @@ import asyncio
 import enum
 import re
 import secrets
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -238,6 +238,41 @@ class StreamLog(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+Listener = Callable[[LogItem | Moved], None]
+
+
+def push_tail(
+    entries: Sequence[bytes],
+    first: int,
+    after: int,
+    last: End | Moved | None,
+    listeners: list[Listener],
+    on_item: Listener,
+) -> Callable[[], None]:
+    """`StreamLog.tail` over an in-memory copy: `entries` (seq `first` onwards) after
+    `after` now, then `last` if the stream is over, else `on_item` joins `listeners` (to be
+    called by each append) until the returned function is called."""
+    if after + 1 < first:  # trimmed before this follower read them
+        on_item(Gap(after + 1, first - 1))
+        after = first - 1
+    for index in range(after - first + 1, len(entries)):
+        on_item(Entry(first + index, entries[index]))
+    if last is not None:
+        on_item(last)
+        return _nothing
+    listeners.append(on_item)
+
+    def stop() -> None:
+        if on_item in listeners:
+            listeners.remove(on_item)
+
+    return stop
+
+
+def _nothing() -> None:
+    pass
 
 
 def wake_all(waiters: list[asyncio.Future[None]]) -> None:

@@ -30,15 +30,13 @@ from .log import (
     StreamLog,
     UnknownStream,
     park,
+    push_tail,
     validate_stream_id,
     wake_all,
 )
 
 __all__ = ["MemoryStreamLog"]
 
-
-def _nothing() -> None:
-    pass
 
 
 class _Stream:
@@ -166,24 +164,8 @@ class MemoryStreamLog(StreamLog):
         if after < 0:
             raise ValueError(f"after must be >= 0, got {after}")
         stream = self._get(stream_id)
-        first = stream.first_seq
-        if after + 1 < first:
-            on_item(Gap(after + 1, first - 1))
-            after = first - 1
-        entries = stream.entries
-        for index in range(after - first + 1, len(entries)):
-            on_item(Entry(first + index, entries[index]))
-        if stream.ending is not None:
-            on_item(End(stream.ending, stream.end_payload))
-            return _nothing
-        listeners = stream.listeners
-        listeners.append(on_item)
-
-        def stop() -> None:
-            if on_item in listeners:
-                listeners.remove(on_item)
-
-        return stop
+        last = End(stream.ending, stream.end_payload) if stream.ending is not None else None
+        return push_tail(stream.entries, stream.first_seq, after, last, stream.listeners, on_item)
 
     def size(self) -> tuple[int, int]:
         """Streams held (live and retained) and their entries, for /metrics."""

@@ -74,6 +74,7 @@ from .log import (
     StreamLogError,
     UnknownStream,
     park,
+    push_tail,
     validate_stream_id,
     wake_all,
 )
@@ -147,10 +148,6 @@ return 1
 _BUFFER = 64  # entries each watched stream keeps for local followers
 _READER_BLOCK_MS = 10_000  # only bounds how long a dead connection goes unnoticed
 _WAKE_TTL_MS = 86_400_000
-
-
-def _nothing() -> None:
-    pass
 
 
 def _resp(command: tuple[Any, ...]) -> bytes:
@@ -236,24 +233,8 @@ class _Mirror:
 
     def tail(self, after: int, on_item: Callable[[LogItem | Moved], None]) -> Callable[[], None]:
         """`RedisStreamLog.tail` from this copy: the catch-up now, then each push."""
-        first = self.first
-        if after + 1 < first:  # trimmed while this follower was away
-            on_item(Gap(after + 1, first - 1))
-            after = first - 1
-        entries = self.entries
-        for index in range(after - first + 1, len(entries)):
-            on_item(Entry(first + index, entries[index]))
-        if self.end is not None or self.gone:
-            on_item(self.end if self.end is not None else MOVED)
-            return _nothing
-        listeners = self.listeners
-        listeners.append(on_item)
-
-        def stop() -> None:
-            if on_item in listeners:
-                listeners.remove(on_item)
-
-        return stop
+        last = self.end if self.end is not None else (MOVED if self.gone else None)
+        return push_tail(self.entries, self.first, after, last, self.listeners, on_item)
 
 
 class _Watch:
