@@ -80,3 +80,40 @@ def test_a_reader_that_stops_is_dropped_while_others_finish(
         time.sleep(0.1)
         record = next(r for r in upstream.requests() if marker in json.dumps(r["body"]))
     assert record["completed"] and not record["disconnected"]
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_stalled_client_pauses_its_upstream_instead_of_buffering_it(
+    upstream: Upstream,
+) -> None:
+    """Straight pass-through: a client that stops reading stops sserelay reading its
+    upstream, so an upstream as fast as it can be (tens of MB) neither completes nor fills
+    the relay's memory while the client stalls."""
+    env = {"SSERELAY_STREAM_LOG_CHAT_COMPLETIONS": "false"}
+    with start_relay(upstream.url, "--slow-client-timeout", "60", env=env) as relay:
+        marker = secrets.token_hex(6)
+        body = json.dumps({
+            "model": "gpt-4o-mini", "stream": True,
+            "messages": [{"role": "user", "content": f"[[scenario: tokens=300000]] {marker}"}],
+        }).encode()  # fmt: skip
+        before = _rss_kib(relay.proc.pid)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", relay.port))
+        try:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+            time.sleep(3)  # the client reads nothing meanwhile
+            record = next(r for r in upstream.requests() if marker in json.dumps(r["body"]))
+            assert not record["completed"]
+            assert _rss_kib(relay.proc.pid) - before < 16 * 1024
+        finally:
+            sock.close()
