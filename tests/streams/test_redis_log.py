@@ -21,6 +21,7 @@ from sserelay.streams import (
     UnknownStream,
     new_stream_id,
 )
+from sserelay.streams.log import MOVED
 from sserelay.testing.redis_server import RedisServer
 
 from .test_stream_log import collect
@@ -264,5 +265,33 @@ def test_append_nowait_refuses_when_redis_falls_far_behind(
                 log.append_nowait(stream_id, b"%d" % n)
             with pytest.raises(StreamLogError, match="not keeping up"):
                 log.append_nowait(stream_id, b"too many")
+
+    run(main())
+
+
+def test_a_local_tail_is_told_moved_when_the_stream_ends_elsewhere(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """When another instance ends the stream (a lapsed lease, say), the producer's copy no
+    longer has the end: its pushed tails get MOVED, and follow() through Redis gives it.
+    (What the producer appended before its writer learned of the end was already pushed.)"""
+
+    async def main() -> None:
+        async with redis_log() as producer, redis_log() as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            got: list[Any] = []
+            stop = producer.tail(stream_id, 0, got.append)
+            assert stop is not None
+            await other.end(stream_id, Ending.TRUNCATED)
+            producer.append_nowait(stream_id, b"late")  # the writer finds the end in Redis
+            for _ in range(200):
+                if MOVED in got:
+                    break
+                await asyncio.sleep(0.01)
+            assert got == [Entry(1, b"late"), MOVED]
+            assert producer.tail(stream_id, 0, got.append) is None
+            async with aclosing(producer.follow(stream_id)) as items:
+                assert [item async for item in items] == [End(Ending.TRUNCATED)]
 
     run(main())
