@@ -231,13 +231,6 @@ class ArticlePayloads(Pushed):
 
     async def run(self, emit: Emit) -> None:
         outcome = self._outcome
-        try:
-            await self._opening
-        except UpstreamError as exc:
-            outcome.ending = Ending(exc.ending)
-            emit(error_event(exc))
-            emit(DONE)
-            return
         chat = self._kind == "chat"
         redact = self._upstream.redact
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -275,6 +268,11 @@ class ArticlePayloads(Pushed):
         def on_end(error: UpstreamError | None) -> None:
             finish(error if error is not None else ended_early())
 
+        try:
+            await self._opening
+        except UpstreamError as exc:
+            finish(exc)  # failed before its first byte, after the response had started
+            return
         self._stream.push(on_event, on_end)
         await ended
 
