@@ -33,7 +33,8 @@ class HttpReply(ProviderReply):
     """A 2xx response, read chunk by chunk (`read_chunk`) or pushed (`attach`).
 
     The first-token, idle and total limits are kept by a `Watchdog` (one periodic check per
-    stream) rather than a timer per read: the hot path only counts reads.
+    stream) rather than a timer per read; its measure of progress is the body pieces the
+    response counted (`H1Response.received`), so the hot path adds nothing for it.
     """
 
     __slots__ = ("_idle", "_on_data", "_response", "_watchdog")
@@ -46,14 +47,14 @@ class HttpReply(ProviderReply):
         self._on_data: Callable[[bytes], None] | None = None
         limit = math.inf if idle is None else idle
         self._watchdog = Watchdog(Aborter(response), Timeouts(
-            first_token=limit, idle=limit, total=math.inf if total is None else total))
+            first_token=limit, idle=limit, total=math.inf if total is None else total),
+            progress=lambda: response.received)
 
     async def read_chunk(self) -> bytes:
         try:
             chunk = await self._response.read_chunk()
         except H1Error:
             raise self._broken() from None
-        self._watchdog.reads += 1
         return chunk
 
     def attach(
@@ -61,16 +62,11 @@ class HttpReply(ProviderReply):
     ) -> None:
         """Push the rest of the body: `on_data(bytes)` per network read, then `on_end(None)`
         at its end or `on_end(error)` when it broke or a limit expired."""
-        watchdog = self._watchdog
-
-        def data(chunk: bytes) -> None:
-            watchdog.reads += 1
-            on_data(chunk)
 
         def end(error: H1Error | None) -> None:
             on_end(None if error is None else self._broken())
 
-        self._response.attach(data, end)
+        self._response.attach(on_data, end)
 
     def detach(self) -> None:
         self._response.detach()

@@ -92,6 +92,11 @@ class ChatPayloads(Pushed):
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def deliver(out: bytes) -> None:
+            if out.find(_BLANK) == len(out) - 2:  # one event, as most reads are
+                outcome.completion_chunks += 1
+                if not emit(out):
+                    stop()
+                return
             for event in _events(out):
                 outcome.completion_chunks += 1
                 if not emit(event):

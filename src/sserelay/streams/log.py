@@ -22,7 +22,7 @@ import secrets
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 __all__ = [
     "End",
@@ -60,9 +60,11 @@ class Ending(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One appended payload."""
+class Entry(NamedTuple):
+    """One appended payload.
+
+    A named tuple: one is made per payload for each pushed follower, and building a frozen
+    dataclass (`object.__setattr__` per field) cost ~0.9 µs against ~0.25."""
 
     seq: int
     payload: bytes

@@ -52,7 +52,7 @@ class H1Response:
 
     __slots__ = (
         "_buffer", "_conn", "_end_error", "_ended", "_on_data", "_on_end", "_waiter",
-        "headers", "status",
+        "headers", "received", "status",
     )  # fmt: skip
 
     def __init__(self, conn: _Connection) -> None:
@@ -66,6 +66,7 @@ class H1Response:
         self._end_error: H1Error | None = None
         self._on_data: OnData | None = None
         self._on_end: OnEnd | None = None
+        self.received = 0  # body pieces so far: a watchdog's measure of progress
 
     @property
     def complete(self) -> bool:
@@ -285,7 +286,14 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         response = self.response
         if response is not None:
-            response._data(body)
+            response.received += 1
+            # The pushed body's consumer is called from here, one frame under the parser:
+            # per chunk, each Python call on the way costs (docs/decisions.md, "The hot path").
+            on_data = response._on_data
+            if on_data is not None:
+                on_data(body)
+            else:
+                response._data(body)
 
     def on_message_complete(self) -> None:
         response = self.response

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,12 +43,16 @@ class Timeouts:
 class Watchdog:
     """Enforces the first-token, idle and total limits with one periodic timer per stream.
 
-    The hot path only increments `reads`; the timer compares it with what it saw last time.
-    On expiry it closes the response, which ends the pending read.
+    The hot path only increments `reads` (or the count `progress()` returns, kept by whoever
+    receives the bytes); the timer compares it with what it saw last time. On expiry it
+    closes the response, which ends the pending read.
     """
 
-    def __init__(self, response: Closable, timeouts: Timeouts) -> None:
+    def __init__(
+        self, response: Closable, timeouts: Timeouts, progress: Callable[[], int] | None = None
+    ) -> None:
         self.reads = 0
+        self._progress = progress
         self.expired: failures.Limit | None = None
         self._response = response
         self._timeouts = timeouts
@@ -61,13 +66,14 @@ class Watchdog:
     def _check(self) -> None:
         now = self._loop.time()
         limits = self._timeouts
-        if self.reads != self._seen:
-            self._seen, self._last_progress = self.reads, now
+        reads = self.reads if self._progress is None else self._progress()
+        if reads != self._seen:
+            self._seen, self._last_progress = reads, now
         if now - self._started > limits.total:
             self.expired = "total"
-        elif self.reads == 0 and now - self._started > limits.first_token:
+        elif reads == 0 and now - self._started > limits.first_token:
             self.expired = "first_token"
-        elif self.reads and now - self._last_progress > limits.idle:
+        elif reads and now - self._last_progress > limits.idle:
             self.expired = "idle"
         if self.expired:
             self._response.close()
