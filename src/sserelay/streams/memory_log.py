@@ -1,10 +1,11 @@
 """The in-process stream log: the default when sserelay runs as one process.
 
-Each stream keeps its payloads in a ``deque(maxlen=max_entries)``, so an append is O(1) and
-stores only the caller's ``bytes`` object (plus the deque's amortised 64-slot blocks); the
-oldest entries fall off on their own, and ``first_seq`` is derived from ``last_seq`` and the
-length. Followers waiting for more park a future on the stream, and an append resolves them
-only when there are any, so an append nobody waits for allocates nothing else.
+Each stream keeps its last ``max_entries`` payloads in a ``RetainedPayloads`` (a deque
+that keeps each payload without the prefix and suffix the stream's payloads share), so an
+append is O(1); the oldest entries fall off on their own, and ``first_seq`` is derived from
+``last_seq`` and the length. Followers waiting for more park a future on the stream, and an
+append resolves them only when there are any, so an append nobody waits for allocates
+nothing else.
 
 The producer always lives in this process, so the "lease" is the log itself: when the log is
 closed, the streams it still holds live end ``truncated`` and their followers are told.
@@ -13,7 +14,6 @@ closed, the streams it still holds live end ``truncated`` and their followers ar
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 
 from .log import (
@@ -34,6 +34,7 @@ from .log import (
     validate_stream_id,
     wake_all,
 )
+from .retained import RetainedPayloads
 
 __all__ = ["MemoryStreamLog"]
 
@@ -54,7 +55,7 @@ class _Stream:
     )
 
     def __init__(self, max_entries: int, meta: dict[str, str]) -> None:
-        self.entries: deque[bytes] = deque(maxlen=max_entries)
+        self.entries = RetainedPayloads(max_entries)
         self.last_seq = 0
         self.ending: Ending | None = None
         self.end_payload: bytes | None = None

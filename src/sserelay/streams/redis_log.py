@@ -78,6 +78,7 @@ from .log import (
     validate_stream_id,
     wake_all,
 )
+from .retained import RetainedPayloads
 
 __all__ = ["RedisStreamLog"]
 
@@ -202,7 +203,7 @@ class _Mirror:
     __slots__ = ("end", "entries", "first", "gone", "listeners", "waiters")
 
     def __init__(self, max_entries: int) -> None:
-        self.entries: deque[bytes] = deque(maxlen=max_entries)
+        self.entries = RetainedPayloads(max_entries)
         self.first = 1  # seq of entries[0]
         self.end: End | None = None
         self.gone = False  # the end went elsewhere (or failed): followers switch to Redis

@@ -1,0 +1,129 @@
+"""A stream's retained payloads, each kept without the bytes it shares with the others.
+
+A stream's events repeat most of their bytes: an OpenAI chunk is ~200 bytes of which ~180
+(`{"id":"chatcmpl-...","object":"chat.completion.chunk","created":...,"model":...,
+"choices":[{"index":0,"delta":{"` and `"},"logprobs":null,"finish_reason":null}]}\\n\\n`) are
+the same in every chunk of the stream. The log keeps every payload for resumes, for as long
+as the stream is retained (ten minutes by default), so those bytes were most of a stream's
+memory: ~31 KiB of ~80 for a 100-chunk chat stream (docs/decisions.md, "Memory per
+stream").
+
+`RetainedPayloads` learns the prefix and suffix its first payloads share, then keeps only
+the middle of each payload that has both; any other payload is kept whole. Reading puts the
+bytes back: `retained[i]` is always exactly the payload appended. The live path never reads
+it (followers are handed the payload itself); resumes and late followers do, at the cost of
+one concatenation per event.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import overload
+
+__all__ = ["RetainedPayloads"]
+
+# Affixes are worth keeping only when they save at least this much per payload.
+_MIN_SAVING = 32
+# How many neighbouring pairs of the first payloads are tried before giving up.
+_LEARN_PAIRS = 3
+# Where a shared part may end (prefix) or begin (suffix): JSON's structural characters, so
+# that a prefix never ends inside a token two neighbouring chunks happened to share.
+_BOUNDARIES = b'":,{}[]\n'
+
+
+class RetainedPayloads(Sequence[bytes]):
+    """The last `maxlen` payloads appended, as a sequence of bytes."""
+
+    __slots__ = ("_cut", "_items", "_last", "_learning", "_prefix", "_suffix", "maxlen")
+
+    def __init__(self, maxlen: int) -> None:
+        # A middle (bytes) between the stream's prefix and suffix, or a whole payload kept
+        # as a 1-tuple: one that arrived while the affixes were being learned, or lacks them.
+        self._items: deque[bytes | tuple[bytes]] = deque(maxlen=maxlen)
+        self.maxlen = maxlen
+        self._prefix = self._suffix = b""
+        self._cut = 0  # len(prefix) + len(suffix); 0 until learned
+        self._last: bytes | None = None
+        self._learning = _LEARN_PAIRS
+
+    def append(self, payload: bytes) -> None:
+        cut = self._cut
+        if cut:
+            if (
+                len(payload) >= cut
+                and payload.startswith(self._prefix)
+                and payload.endswith(self._suffix)
+            ):
+                self._items.append(payload[len(self._prefix) : len(payload) - len(self._suffix)])
+            else:
+                self._items.append((payload,))
+            return
+        if not self._learning:
+            self._items.append(payload)  # nothing shared: kept as it is (empty affixes)
+            return
+        last, self._last = self._last, payload
+        if last is not None:
+            self._learning -= 1
+            self._learn(last, payload)
+            if self._cut or not self._learning:
+                self._last = None
+        self._items.append((payload,))
+
+    def _learn(self, a: bytes, b: bytes) -> None:
+        prefix = a[: _common_prefix(a, b)]
+        prefix = prefix[: max(prefix.rfind(c) for c in _BOUNDARIES) + 1]
+        room = min(len(a), len(b)) - len(prefix)  # a suffix must not overlap the prefix
+        suffix = a[len(a) - _common_suffix(a, b, room) :]
+        starts = [i for i in (suffix.find(c) for c in _BOUNDARIES) if i >= 0]
+        suffix = suffix[min(starts) :] if starts else b""
+        if len(prefix) + len(suffix) >= _MIN_SAVING:
+            self._prefix, self._suffix = prefix, suffix
+            self._cut = len(prefix) + len(suffix)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        item = self._items[index]
+        if type(item) is tuple:
+            return item[0]
+        return self._prefix + item + self._suffix  # type: ignore[operator]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Payload bytes held (the shared prefix and suffix once), not the objects' own."""
+        held = sum(len(item[0]) if type(item) is tuple else len(item) for item in self._items)
+        return held + self._cut
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """The length of the longest common prefix, by bisection on C-speed comparisons."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    """The length of the longest common suffix, at most `limit`."""
+    low, high = 0, max(0, limit)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[len(a) - mid :] == b[len(b) - mid :]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
