@@ -271,11 +271,17 @@ def test_provider_key_reaches_only_the_upstream(
 
 
 def test_cors_is_same_origin_by_default(client: httpx.Client) -> None:
-    """With no allow-list, no CORS header is sent, whatever Origin the request claims."""
+    """With no allow-list, no CORS header is sent, whatever Origin the request claims, and
+    a preflight is refused."""
     reply = client.get(
         "/completionChat", params={"prompt": "echo:x"}, headers={"Origin": "https://evil.example"}
     )
     assert "access-control-allow-origin" not in reply.headers
+    preflight = client.options("/completionChat", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET",
+    })
+    assert preflight.status_code >= 400
+    assert not [h for h in preflight.headers if h.startswith("access-control-")]
 
 
 def test_cors_allow_list_admits_only_listed_origins(upstream: Upstream) -> None:

@@ -65,7 +65,8 @@ class RetainedPayloads(Sequence[bytes]):
         last, self._last = self._last, payload
         if last is not None:
             self._learning -= 1
-            self._learn(last, payload)
+            if min(len(last), len(payload)) > _MIN_SAVING:  # else they cannot share enough
+                self._learn(last, payload)
             if self._cut or not self._learning:
                 self._last = None
         self._items.append((payload,))

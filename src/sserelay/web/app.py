@@ -140,18 +140,18 @@ def create_app(
         *gateway_routes(),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]) + metrics_routes(telemetry)
-    middleware = [
-        Middleware(ObserveRequests, telemetry=telemetry),
+    middleware = [Middleware(ObserveRequests, telemetry=telemetry)]
+    if settings.cors_origins:
         # An explicit allow-list; with none configured no CORS header is ever sent, so only
-        # same-origin pages can read the streams. Never "*", never a reflected Origin.
-        Middleware(
+        # same-origin pages can read the streams (and no middleware is paid for per
+        # request). Never "*", never a reflected Origin.
+        middleware.append(Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "Last-Event-ID"],
             expose_headers=["X-Sserelay-Stream"],
-        )
-    ]
+        ))
     app = SserelayApp(
         routes=routes,
         middleware=middleware,

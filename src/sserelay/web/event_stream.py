@@ -21,8 +21,17 @@ from typing import Any, Protocol
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from sserelay.web.keepalive import Keepalive, sweeper
+
 # Where the app puts the server's own `send` (web/app.py, SserelayApp.__call__).
 RAW_SEND_KEY = "sserelay.raw_send"
+# Where a route whose streams are cut at shutdown puts what cuts them (web/guard.py).
+CUT_KEY = "sserelay.cuts"
+
+
+class Cuts(Protocol):
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the streams are cut; returns the unsubscribe function."""
 
 SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -54,6 +63,12 @@ Pusher = Callable[[Channel], Awaitable[None]]
 _UVICORN_CYCLE = "uvicorn.protocols.http.httptools_impl"
 
 
+# The attribute of uvicorn's request cycle holding a callback for when its client goes, and
+# the class attribute saying a protocol calls it (web/server.py, HeaderDeadlineProtocol).
+ON_GONE_ATTR = "sserelay_on_gone"
+ANNOUNCES_GONE_ATTR = "announces_gone"
+
+
 class _TransportChannel:
     """Writes straight to uvicorn's transport, as `RequestResponseCycle.send` would for a
     chunked body (the response start and the final chunk still go through `send`)."""
@@ -83,6 +98,15 @@ class _TransportChannel:
 
     async def drain(self) -> None:
         await self._flow.drain()
+
+    def when_gone(self, callback: Callable[[], None] | None) -> bool:
+        """Have `callback` called when the client disconnects (None: no longer); False when
+        this server's protocol does not say (then watch `receive()` for it instead)."""
+        protocol = getattr(self._cycle.on_response, "__self__", None)
+        if not getattr(protocol, ANNOUNCES_GONE_ATTR, False):
+            return False
+        setattr(self._cycle, ON_GONE_ATTR, callback)
+        return True
 
 
 def transport_channel(scope: Scope, send: Send) -> _TransportChannel | None:
@@ -142,30 +166,86 @@ class EventStreamResponse(Response):
             send = scope.get(RAW_SEND_KEY, send)
             if self.push is not None:
                 self._channel = transport_channel(scope, send)
-            if self._channel is not None:
-                pump = asyncio.ensure_future(self._run_push(self._channel, send))
+            if self._channel is not None and self._channel.when_gone(None):
+                await self._run_pushed(self._channel, send, scope.get(CUT_KEY))
             else:
-                pump = asyncio.ensure_future(self._pump(send))
-            watch = asyncio.ensure_future(_wait_for_disconnect(receive))
-            helpers = [watch]
-            if self.heartbeat or self.slow_client_timeout:
-                helpers.append(asyncio.ensure_future(self._monitor(send, pump)))
-            try:
-                await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (pump, *helpers):
-                    task.cancel()
-                for task in (pump, *helpers):
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            if pump.done() and not pump.cancelled() and pump.exception() is not None:
-                raise pump.exception()  # type: ignore[misc]
+                await self._run_tasks(receive, send)
         finally:
             aclose = getattr(self.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
             if self.on_close is not None:
                 await self.on_close()
+
+    async def _run_pushed(
+        self, channel: _TransportChannel, send: Send, cut: Cuts | None
+    ) -> None:
+        """Push in this task: no task of its own, none to watch for the client leaving (the
+        protocol says so) and the shared sweeper for heartbeats. Whatever ends the stream
+        early (the client left, it stopped reading, shutdown) cancels this task's push."""
+        assert self.push is not None
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"running": True, "stopped": False}
+
+        def stop() -> None:
+            if state["running"] and not state["stopped"]:
+                state["stopped"] = True
+                task.cancel()
+
+        undo: list[Callable[[], object]] = [lambda: channel.when_gone(None)]
+        channel.when_gone(stop)
+        if cut is not None:
+            undo.append(cut.subscribe(stop))
+        if self.heartbeat or self.slow_client_timeout:
+            keepalive = Keepalive(self.heartbeat, self.slow_client_timeout,
+                                  asyncio.get_running_loop().time())
+
+            def check(now: float) -> None:
+                action = keepalive.check(now, channel.sent, channel.blocked)
+                if action == "ping":
+                    channel.write(b": ping\n\n")
+                    keepalive.pinged(now, channel.sent)
+                elif action == "drop":
+                    stop()
+
+            undo.append(sweeper().add(check, keepalive.tick))
+        try:
+            if channel.gone:
+                return
+            await self.push(channel)
+            state["running"] = False
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if state["stopped"] and task.uncancel() == 0:
+                return  # ended early on purpose: no end marker, the client may resume
+            raise
+        finally:
+            state["running"] = False
+            for step in undo:
+                step()
+
+    async def _run_tasks(self, receive: Receive, send: Send) -> None:
+        """The producer (pushed or pulled), a disconnect watcher and the heartbeat monitor
+        as tasks: for servers whose protocol does not announce a disconnect."""
+        if self._channel is not None:
+            pump = asyncio.ensure_future(self._run_push(self._channel, send))
+        else:
+            pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+        helpers = [watch]
+        if self.heartbeat or self.slow_client_timeout:
+            helpers.append(asyncio.ensure_future(self._monitor(send, pump)))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, *helpers):
+                task.cancel()
+            for task in (pump, *helpers):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
 
     async def _pump(self, send: Send) -> None:
         message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
@@ -191,38 +271,25 @@ class EventStreamResponse(Response):
         return self._sent, self._in_send
 
     async def _monitor(self, send: Send, pump: asyncio.Future[None]) -> None:
-        """Heartbeats, and dropping a client that stopped reading.
-
-        A comment is sent only when nothing else was sent for a whole interval. A client
-        whose socket has not accepted a write for `slow_client_timeout` seconds is dropped:
-        the stream lives on in the log, so it can resume with Last-Event-ID, while the
-        upstream and the other followers never wait for it. The hot path pays two flag
-        stores and an increment per chunk, not a timer.
-        """
+        """Heartbeats, and dropping a client that stopped reading (`Keepalive`), as a task
+        of this response's own."""
         loop = asyncio.get_running_loop()
-        heartbeat, slow = self.heartbeat, self.slow_client_timeout
-        tick = min(t for t in (heartbeat, slow) if t) / 2
-        seen, quiet_since = self._progress()[0], loop.time()
+        keepalive = Keepalive(self.heartbeat, self.slow_client_timeout, loop.time())
         while True:
-            await asyncio.sleep(tick)
+            await asyncio.sleep(keepalive.tick)
             now = loop.time()
-            sent, blocked = self._progress()
-            if sent != seen:
-                seen, quiet_since = sent, now
-                continue
-            if blocked:
-                if slow and now - quiet_since >= slow:
-                    pump.cancel()
-                    return
-            elif heartbeat and now - quiet_since >= heartbeat:
+            action = keepalive.check(now, *self._progress())
+            if action == "drop":
+                pump.cancel()
+                return
+            if action == "ping":
                 if self._channel is not None:
                     self._channel.write(b": ping\n\n")
-                    seen = self._channel.sent
                 else:
                     await send(
                         {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
                     )
-                quiet_since = now
+                keepalive.pinged(now, self._progress()[0])
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

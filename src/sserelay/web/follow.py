@@ -28,7 +28,18 @@ _FORMATS = {fmt.name: fmt for fmt in (ARTICLE, CHAT, CHAT_COMPLETIONS)}
 def requested_resume(request: Request) -> str | None:
     """The id to resume after: the Last-Event-ID header, else ?last_event_id= (EventSource
     cannot set headers on its first request, so hubs accept the parameter too)."""
-    return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    # Raw headers, not `request.headers.get`: asked on every streaming request, and
+    # Starlette's lookup of an absent header raises and catches a KeyError.
+    header = ""
+    for name, value in request.scope["headers"]:
+        if name == b"last-event-id":
+            header = value.decode("latin-1")
+            break
+    if header:
+        return header
+    if b"last_event_id" not in request.scope.get("query_string", b""):
+        return None
+    return request.query_params.get("last_event_id") or None
 
 
 def follow_response(

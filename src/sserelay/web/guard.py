@@ -31,6 +31,8 @@ from sserelay.error_shapes import Dialect, GatewayError, anthropic_error, openai
 from sserelay.gateway.auth import authenticate
 from sserelay.limits import Limiter, LimitExceeded, check_prompt_size, estimate_tokens, holding
 from sserelay.settings import Settings
+from sserelay.web.event_stream import CUT_KEY
+from sserelay.web.follow import requested_resume
 from sserelay.web.shutdown import Shutdown
 from sserelay.web.tickets import TicketSigner
 
@@ -138,6 +140,7 @@ class Guard:
         inner = receive if body is None else _replay(body, receive)
         if rules.follows:
             inner = shutdown.until_cut(inner)
+            scope[CUT_KEY] = shutdown  # a pushed response subscribes instead of receiving
         if permit is None:
             await self.app(scope, inner, send)
             return
@@ -162,7 +165,7 @@ class Guard:
 
 
 def _resumes(request: Request) -> bool:
-    return bool(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
+    return requested_resume(request) is not None
 
 
 async def _read_body(

@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sserelay.settings import Settings
+from sserelay.web.event_stream import ON_GONE_ATTR
 from sserelay.web.shutdown import Shutdown
 
 __all__ = ["GracefulServer", "header_deadline_protocol", "serve"]
@@ -52,6 +53,9 @@ def header_deadline_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
 
     class HeaderDeadlineProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        # It tells a pushed event stream when its client goes (web/event_stream.py), so
+        # the stream needs no task of its own waiting on `receive()` for it.
+        announces_gone = True
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -69,6 +73,9 @@ def header_deadline_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
+            on_gone = getattr(self.cycle, ON_GONE_ATTR, None)
+            if on_gone is not None:
+                on_gone()
 
         def _arm(self) -> None:
             self._disarm()

@@ -51,6 +51,7 @@ class Shutdown:
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._cutting: asyncio.Task[None] | None = None
+        self._subscribers: set[Callable[[], None]] = set()
 
     @property
     def is_cut(self) -> bool:
@@ -79,6 +80,9 @@ class Shutdown:
         # would record "cancelled" for everyone instead of "truncated".
         self._generations.keep_without_followers()
         self._cut.set()
+        subscribers, self._subscribers = self._subscribers, set()
+        for callback in subscribers:
+            callback()
         self._cutting = asyncio.get_running_loop().create_task(self._close())
 
     async def _close(self) -> None:
@@ -107,6 +111,15 @@ class Shutdown:
         if self._cutting is not None:
             await self._cutting
 
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the grace period is over (at once if it is); returns the
+        function that unsubscribes. Pushed followers use this instead of `until_cut`."""
+        if self._cut.is_set():
+            callback()
+            return _nothing
+        self._subscribers.add(callback)
+        return lambda: self._subscribers.discard(callback)
+
     def until_cut(self, receive: Receive) -> Receive:
         """`receive`, except that it reports a disconnect once the grace period is over: the
         response then ends without its end marker (the client will resume elsewhere)."""
@@ -130,3 +143,7 @@ class Shutdown:
             return message.result()
 
         return receive_until_cut
+
+
+def _nothing() -> None:
+    pass
