@@ -12,7 +12,7 @@ found with ``bytes.replace``/``bytes.split`` (C loops), so no Python code runs p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEDecodeError", "SSEDecoder", "ServerSentEvent"]
 
@@ -21,9 +21,11 @@ _LF = 0x0A
 _MAX_RETRY_DIGITS = 18  # 10**18 ms is 30 million years
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
-    """One dispatched event, as an ``EventSource`` would deliver it."""
+class ServerSentEvent(NamedTuple):
+    """One dispatched event, as an ``EventSource`` would deliver it.
+
+    A named tuple, immutable like the frozen dataclass it was and ~4x cheaper to build
+    (~0.35 µs against ~1.4): one is built per event of every stream decoded."""
 
     data: str
     event: str = "message"
@@ -127,6 +129,17 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[0] == _LF:
                 chunk = chunk[1:]
+        if (
+            chunk[-2:] == b"\n\n"
+            and not self._pending
+            and not self._data
+            and not self._event_type
+            and self._block_retry is None
+            and b"\r" not in chunk
+        ):
+            whole = self._whole_data_events(chunk)
+            if whole is not None:
+                return whole
         if b"\r" in chunk:
             # Rare in practice: map CRLF and lone CR to LF so one split finds every line.
             self._skip_lf = chunk.endswith(b"\r")
@@ -148,6 +161,25 @@ class SSEDecoder:
                 f"SSE line longer than {self.max_line_bytes} bytes without a line break", events
             )
         self._pending += tail
+        return events
+
+    def _whole_data_events(self, chunk: bytes) -> list[ServerSentEvent] | None:
+        """The events of a chunk made only of whole `data: <one line>` events, as most reads
+        of an LLM stream are; None for anything else, which takes the line-by-line path.
+
+        The same result as that path, in one split instead of a Python step per line:
+        ~40% of the article endpoints' decoding per chunk (docs/decisions.md, "The hot
+        path"). No event type, id or retry field is involved, so each event is "message"
+        with the last event ID, which does not change.
+        """
+        events: list[ServerSentEvent] = []
+        last_id = self._id_buffer
+        limit = min(self.max_line_bytes, self.max_event_bytes + 5)
+        for block in chunk[:-2].split(b"\n\n"):
+            if block[:6] != b"data: " or b"\n" in block or len(block) > limit:
+                return None
+            events.append(ServerSentEvent(block[6:].decode("utf-8", "replace"), "message", last_id))
+        self.last_event_id = last_id
         return events
 
     def _process_line(self, line: bytes, events: list[ServerSentEvent]) -> None:
