@@ -41,6 +41,10 @@ from sserelay.web.shutdown import Shutdown
 from sserelay.web.tickets import TicketSigner
 
 STATIC_DIR = resources.files("sserelay.web") / "static"
+_HOT_PATHS = {path: rank for rank, path in enumerate((
+    "/v1/chat/completions", "/completionChat", "/v1/streams/{stream_id}", "/v1/streams",
+    "/completion", "/completions/chat", "/v1/messages", "/v1/responses", "/v1/completions",
+))}
 
 
 async def chat_page(request: Request) -> Response:
@@ -140,6 +144,8 @@ def create_app(
         *gateway_routes(),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]) + metrics_routes(telemetry)
+    # Starlette tries routes in order (a regex match each): the streaming routes first.
+    routes.sort(key=lambda r: _HOT_PATHS.get(getattr(r, "path", ""), len(_HOT_PATHS)))
     middleware = [Middleware(ObserveRequests, telemetry=telemetry)]
     if settings.cors_origins:
         # An explicit allow-list; with none configured no CORS header is ever sent, so only
