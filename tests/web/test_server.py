@@ -18,3 +18,23 @@ def test_startup_freezes_what_it_made_and_collects_the_young_generation_less_oft
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_log_records_skip_the_caller_lookup_and_the_thread_and_process_fields() -> None:
+    """The server's records carry no caller file/line, thread or process: none of them is
+    in sserelay's JSON lines, and finding them cost a stack walk and a syscall per line."""
+    import logging
+
+    from sserelay.web.server import _lean_log_records
+
+    saved = (logging._srcfile, logging.logThreads, logging.logProcesses,
+             logging.logMultiprocessing)
+    try:
+        _lean_log_records()
+        record = logging.getLogger("sserelay.test").makeRecord(
+            "sserelay.test", logging.INFO, "(unknown file)", 0, "m", (), None)
+        assert record.process is None and record.thread is None
+        assert logging._srcfile is None
+    finally:
+        (logging._srcfile, logging.logThreads, logging.logProcesses,
+         logging.logMultiprocessing) = saved
