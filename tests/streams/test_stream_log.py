@@ -350,6 +350,42 @@ def test_wait_for_cancel_returns_false_when_the_stream_ends(make_log: LogFactory
     assert run(main()) is False
 
 
+def test_when_cancelled_calls_back_on_a_cancel_and_not_after_it_stops_waiting(
+    make_log: LogFactory, run: Run
+) -> None:
+    """when_cancelled() calls back once a cancel is requested; a producer that stopped
+    waiting is not called back; one registered after the cancel is called at once."""
+
+    async def main() -> tuple[list[str], list[str]]:
+        calls: list[str] = []
+        async with make_log() as log:
+            first = await produce(log, PAYLOADS[:1])
+            second = await produce(log, PAYLOADS[:1])
+            log.when_cancelled(first, lambda: calls.append("first"))
+            stop = log.when_cancelled(second, lambda: calls.append("second"))
+            stop()
+            await asyncio.sleep(0.02)
+            assert calls == []
+            await log.request_cancel(first)
+            await log.request_cancel(second)
+            for _ in range(50):
+                if calls:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
+            late: list[str] = []
+            log.when_cancelled(first, lambda: late.append("late"))
+            for _ in range(50):
+                if late:
+                    break
+                await asyncio.sleep(0.01)
+            return calls, late
+
+    calls, late = run(main())
+    assert calls == ["first"]
+    assert late == ["late"]
+
+
 @settings(
     max_examples=40,
     deadline=None,

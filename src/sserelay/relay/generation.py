@@ -148,10 +148,9 @@ class Generations:
         outcome: Outcome,
     ) -> None:
         append = self.log.append
-        cancel_wait = asyncio.ensure_future(self.log.wait_for_cancel(stream_id))
         me = asyncio.current_task()
         assert me is not None
-        cancel_wait.add_done_callback(lambda f: None if f.cancelled() else me.cancel())
+        stop_waiting = self.log.when_cancelled(stream_id, me.cancel)
         payloads = produce(outcome)
         # Counted in locals for /metrics and the log; reported once, at the end (StreamMarks).
         marks = StreamMarks()
@@ -204,7 +203,7 @@ class Generations:
             outcome.ending = Ending.TRUNCATED
         finally:
             await payloads.aclose()
-            cancel_wait.cancel()
+            stop_waiting()
             self._running.pop(stream_id, None)
             with contextlib.suppress(StreamLogError):
                 await self.log.end(stream_id, outcome.ending, ENDED_IN_LOG)

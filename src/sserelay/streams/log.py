@@ -226,6 +226,17 @@ class StreamLog(abc.ABC):
     async def wait_for_cancel(self, stream_id: str) -> bool:
         """Producer side: wait until a cancel is requested (True) or the stream ends (False)."""
 
+    def when_cancelled(
+        self, stream_id: str, callback: Callable[[], object]
+    ) -> Callable[[], object]:
+        """Producer side: call `callback()` once `wait_for_cancel` would return, and return
+        the function that stops waiting. This default waits in a task; the logs park a
+        future on the stream instead (a task per generation, only to wait, was ~1.5% of a
+        streaming request's CPU)."""
+        task = asyncio.ensure_future(self.wait_for_cancel(stream_id))
+        task.add_done_callback(lambda done: None if done.cancelled() else callback())
+        return task.cancel
+
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release resources. Streams still live that this instance produces end truncated."""
@@ -275,6 +286,17 @@ def push_tail(
 
 def _nothing() -> None:
     pass
+
+
+def call_when_woken(
+    waiters: list[asyncio.Future[None]], callback: Callable[[], object]
+) -> Callable[[], object]:
+    """Park a future among `waiters` that calls `callback()` when `wake_all` wakes it;
+    returns the function that stops waiting."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiter.add_done_callback(lambda done: None if done.cancelled() else callback())
+    waiters.append(waiter)
+    return waiter.cancel
 
 
 def wake_all(waiters: list[asyncio.Future[None]]) -> None:

@@ -29,6 +29,7 @@ from .log import (
     StreamInfo,
     StreamLog,
     UnknownStream,
+    call_when_woken,
     park,
     push_tail,
     validate_stream_id,
@@ -197,6 +198,15 @@ class MemoryStreamLog(StreamLog):
         stream = self._streams.get(stream_id)
         return stream is not None and stream.cancel_requested
 
+    def when_cancelled(
+        self, stream_id: str, callback: Callable[[], object]
+    ) -> Callable[[], object]:
+        stream = self._get(stream_id)
+        if stream.cancel_requested or stream.ending is not None:
+            callback()
+            return _nothing
+        return call_when_woken(stream.cancel_waiters, callback)
+
     async def wait_for_cancel(self, stream_id: str) -> bool:
         stream = self._get(stream_id)
         while not stream.cancel_requested and stream.ending is None:
@@ -212,3 +222,7 @@ class MemoryStreamLog(StreamLog):
                 stream.expiry.cancel()
         self._streams.clear()
         self._closed = True
+
+
+def _nothing() -> None:
+    pass

@@ -73,6 +73,7 @@ from .log import (
     StreamLog,
     StreamLogError,
     UnknownStream,
+    call_when_woken,
     park,
     push_tail,
     validate_stream_id,
@@ -643,6 +644,14 @@ class RedisStreamLog(StreamLog):
         keys = _Keys(self.prefix, stream_id)
         redis = await self._ready()
         return await redis.hget(keys.meta, "cancel") is not None
+
+    def when_cancelled(
+        self, stream_id: str, callback: Callable[[], object]
+    ) -> Callable[[], object]:
+        owned = self._owned.get(stream_id)
+        if owned is None or owned.cancel_requested or owned.ended:
+            return super().when_cancelled(stream_id, callback)  # it knows what to do
+        return call_when_woken(owned.cancel_waiters, callback)
 
     async def wait_for_cancel(self, stream_id: str) -> bool:
         await self._ready()
