@@ -31,6 +31,7 @@ from sserelay.upstream.errors import UpstreamError
 from sserelay.upstream.openai_client import OpenAIUpstream, UpstreamStream
 from sserelay.web.errors import RequestError
 from sserelay.web.follow import follow_response, requested_resume, resume_response
+from sserelay.web.query import query_params
 
 _ROLES = frozenset({"system", "user", "assistant", "developer"})
 
@@ -108,7 +109,7 @@ def prompt_messages(prompt: str | None, settings: Settings) -> list[dict[str, st
 
 
 def _prompt_from_query(request: Request) -> list[dict[str, str]]:
-    return prompt_messages(request.query_params.get("prompt"), request.app.state.settings)
+    return prompt_messages(query_params(request).get("prompt"), request.app.state.settings)
 
 
 def validate_prompt(prompt: object, settings: Settings) -> str:
@@ -146,7 +147,7 @@ def validate_messages(messages: object, max_chars: int) -> list[dict[str, str]]:
 
 
 def disconnect_policy(request: Request, default: Policy) -> Policy:
-    value = request.query_params.get("disconnect", default)
+    value = query_params(request).get("disconnect", default)
     if value not in POLICIES:
         raise RequestError(400, f'"disconnect" must be one of {", ".join(POLICIES)}.')
     return value

@@ -21,6 +21,7 @@ from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
 from sserelay.streams import End, Entry, Gap, LogItem, Moved, parse_event_id
 from sserelay.web.event_stream import Channel, EventStreamResponse
+from sserelay.web.query import query_params
 
 _FORMATS = {fmt.name: fmt for fmt in (ARTICLE, CHAT, CHAT_COMPLETIONS)}
 
@@ -39,7 +40,7 @@ def requested_resume(request: Request) -> str | None:
         return header
     if b"last_event_id" not in request.scope.get("query_string", b""):
         return None
-    return request.query_params.get("last_event_id") or None
+    return query_params(request).get("last_event_id") or None
 
 
 def follow_response(

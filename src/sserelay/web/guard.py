@@ -33,6 +33,7 @@ from sserelay.limits import Limiter, LimitExceeded, check_prompt_size, estimate_
 from sserelay.settings import Settings
 from sserelay.web.event_stream import CUT_KEY
 from sserelay.web.follow import requested_resume
+from sserelay.web.query import query_params
 from sserelay.web.shutdown import Shutdown
 from sserelay.web.tickets import TicketSigner
 
@@ -126,7 +127,7 @@ class Guard:
             permit = None
             if generates:
                 tokens = estimate_tokens(
-                    len(body) if body is not None else len(request.query_params.get("prompt", ""))
+                    len(body) if body is not None else len(query_params(request).get("prompt", ""))
                 )
                 permit = await limiter.admit(client, tokens)
         except _Refused as exc:
@@ -149,7 +150,7 @@ class Guard:
 
     def _identify(self, request: Request, tickets: TicketSigner) -> str:
         """The client's name for the limits; raises GatewayError(401) for a stranger."""
-        ticket = request.query_params.get("ticket") if self.rules.tickets else None
+        ticket = query_params(request).get("ticket") if self.rules.tickets else None
         if ticket is not None:
             if not tickets.verify(ticket, str(request.path_params.get("stream_id", ""))):
                 raise GatewayError(
