@@ -295,3 +295,27 @@ def test_a_local_tail_is_told_moved_when_the_stream_ends_elsewhere(
                 assert [item async for item in items] == [End(Ending.TRUNCATED)]
 
     run(main())
+
+
+def test_a_burst_of_creates_all_succeed_and_a_duplicate_in_the_burst_is_refused(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """Creates queued together go to Redis in one round trip; each gets its own answer."""
+    from sserelay.streams import StreamExists
+
+    async def main() -> tuple[int, int]:
+        async with redis_log() as log:
+            ids = [new_stream_id() for _ in range(60)]
+            results = await asyncio.gather(
+                *(log.create(stream_id) for stream_id in [*ids, ids[0]]),
+                return_exceptions=True,
+            )
+            for stream_id in ids:
+                await log.append(stream_id, b"x")
+            refused = sum(isinstance(r, StreamExists) for r in results)
+            live = 0
+            for stream_id in ids:
+                live += (await log.status(stream_id)) is not None
+            return refused, live
+
+    assert run(main()) == (1, 60)

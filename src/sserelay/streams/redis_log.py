@@ -315,6 +315,8 @@ class RedisStreamLog(StreamLog):
         self._wake_key = f"{prefix}instance:{self.instance_id}"
         self._owned: dict[str, _Owned] = {}
         self._dirty: dict[str, _Owned] = {}  # streams with queued writes, for the writer
+        # Creates queued for the writer: the command, and the future awaiting its result.
+        self._creating: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._queued = 0
         self._watches: dict[bytes, _Watch] = {}
         self._closed = False
@@ -423,6 +425,10 @@ class RedisStreamLog(StreamLog):
         writer, ticker, reader = self._tasks
         writer.cancel()
         ticker.cancel()
+        creating, self._creating = self._creating, []
+        for _, created in creating:
+            if not created.done():
+                created.set_exception(LogClosed("the stream log is closed"))
         await asyncio.wait([reader], timeout=5)
         reader.cancel()  # in case the poke did not get through
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -445,7 +451,14 @@ class RedisStreamLog(StreamLog):
         args: list[str | int] = [self.instance_id, self._lease_ms, self._live_ttl_ms]
         for name, value in (meta or {}).items():
             args += (f"m:{name}", value)
-        if not await self._script("create", 3, keys.log, keys.meta, keys.lease, *args):
+        # Sent by the writer, with the other creates queued meanwhile: one round trip for a
+        # burst of new streams, on the writer's own connection (redis-py's command path was
+        # ~25% of a Redis-logged request's CPU; docs/decisions.md, "Per-request work").
+        created: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        command = ("EVALSHA", self._scripts["create"], 3, keys.log, keys.meta, keys.lease, *args)
+        self._creating.append((command, created))
+        self._work.set()
+        if not await created:
             raise StreamExists(stream_id)
         self._owned[stream_id] = _Owned(stream_id, keys, self.max_entries)
 
@@ -551,11 +564,29 @@ class RedisStreamLog(StreamLog):
                 await asyncio.sleep(wait)
             last = loop.time()
             self._work.clear()
+            creating, self._creating = self._creating, []
+            if creating:
+                await self._create(creating)
             batch, self._dirty = self._dirty, {}
             renew = [o for o in self._owned.values() if not o.ended] if self._renew_due else []
             self._renew_due = False
             if batch or renew:
                 await self._write(list(batch.values()), renew)
+
+    async def _create(self, creating: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        """One round trip for the queued creates. A pipeline of its own: `_pipeline` runs a
+        whole batch again after a flushed script cache, which a create must not meet twice."""
+        try:
+            results: list[Any] = await self._pipeline([command for command, _ in creating])
+        except Exception as exc:  # every create waiting must hear of it
+            results = [exc] * len(creating)
+        for (_, created), result in zip(creating, results, strict=True):
+            if created.done():
+                continue  # its caller was cancelled
+            if isinstance(result, Exception):
+                created.set_exception(result)
+            else:
+                created.set_result(result)
 
     async def _write(self, batch: list[_Owned], renew: list[_Owned]) -> None:
         """One round trip: queued appends, then ends, then lease renewals (in that order)."""
