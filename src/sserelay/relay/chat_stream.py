@@ -55,10 +55,14 @@ async def chat_payloads(
         opened.finish(stream, ledger_ending)
 
 
-def _events(out: bytes) -> list[bytes]:
+def _one_event(out: bytes) -> bool:
     # The filter writes whole LF-framed events whose data is one JSON line, so a blank line
-    # can only be an event boundary.
-    if out.count(_BLANK) == 1:
+    # can only be an event boundary: the first one is the last.
+    return out.find(_BLANK) == len(out) - 2
+
+
+def _events(out: bytes) -> list[bytes]:
+    if _one_event(out):
         return [out]
     return [event + _BLANK for event in out.split(_BLANK)[:-1]]
 
@@ -92,7 +96,7 @@ class ChatPayloads(Pushed):
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def deliver(out: bytes) -> None:
-            if out.find(_BLANK) == len(out) - 2:  # one event, as most reads are
+            if _one_event(out):  # as most reads are: no list to build
                 outcome.completion_chunks += 1
                 if not emit(out):
                     stop()

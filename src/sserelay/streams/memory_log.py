@@ -29,6 +29,7 @@ from .log import (
     StreamInfo,
     StreamLog,
     UnknownStream,
+    _nothing,
     call_when_woken,
     park,
     push_tail,
@@ -222,7 +223,3 @@ class MemoryStreamLog(StreamLog):
                 stream.expiry.cancel()
         self._streams.clear()
         self._closed = True
-
-
-def _nothing() -> None:
-    pass

@@ -99,14 +99,16 @@ class _TransportChannel:
     async def drain(self) -> None:
         await self._flow.drain()
 
-    def when_gone(self, callback: Callable[[], None] | None) -> bool:
-        """Have `callback` called when the client disconnects (None: no longer); False when
-        this server's protocol does not say (then watch `receive()` for it instead)."""
+    @property
+    def announces_gone(self) -> bool:
+        """Whether this server's protocol calls `when_gone`'s callback on a disconnect (if
+        not, watch `receive()` for it instead)."""
         protocol = getattr(self._cycle.on_response, "__self__", None)
-        if not getattr(protocol, ANNOUNCES_GONE_ATTR, False):
-            return False
+        return bool(getattr(protocol, ANNOUNCES_GONE_ATTR, False))
+
+    def when_gone(self, callback: Callable[[], None] | None) -> None:
+        """Have `callback` called when the client disconnects (None: no longer)."""
         setattr(self._cycle, ON_GONE_ATTR, callback)
-        return True
 
 
 def transport_channel(scope: Scope, send: Send) -> _TransportChannel | None:
@@ -166,7 +168,7 @@ class EventStreamResponse(Response):
             send = scope.get(RAW_SEND_KEY, send)
             if self.push is not None:
                 self._channel = transport_channel(scope, send)
-            if self._channel is not None and self._channel.when_gone(None):
+            if self._channel is not None and self._channel.announces_gone:
                 await self._run_pushed(self._channel, send, scope.get(CUT_KEY))
             else:
                 await self._run_tasks(receive, send)
@@ -186,14 +188,15 @@ class EventStreamResponse(Response):
         assert self.push is not None
         task = asyncio.current_task()
         assert task is not None
-        state = {"running": True, "stopped": False}
+        running, stopped = True, False
 
         def stop() -> None:
-            if state["running"] and not state["stopped"]:
-                state["stopped"] = True
+            nonlocal stopped
+            if running and not stopped:
+                stopped = True
                 task.cancel()
 
-        undo: list[Callable[[], object]] = [lambda: channel.when_gone(None)]
+        undo: list[Callable[[], None]] = [lambda: channel.when_gone(None)]
         channel.when_gone(stop)
         if cut is not None:
             undo.append(cut.subscribe(stop))
@@ -214,14 +217,14 @@ class EventStreamResponse(Response):
             if channel.gone:
                 return
             await self.push(channel)
-            state["running"] = False
+            running = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if state["stopped"] and task.uncancel() == 0:
+            if stopped and task.uncancel() == 0:
                 return  # ended early on purpose: no end marker, the client may resume
             raise
         finally:
-            state["running"] = False
+            running = False
             for step in undo:
                 step()
 
