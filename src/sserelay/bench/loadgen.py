@@ -4,10 +4,10 @@ Run by the benchmark as ``python -m sserelay.bench.loadgen --spec JSON --streams
 prints one JSON summary (`LoadResult`) on stdout. It runs in its own process so that its CPU
 never lands on the relay being measured, nor the relay's on it.
 
-The fake upstream, scripted with ``stamp=1``, sends each token as its send time,
-``time.time_ns()``. Whatever the relay does to the framing (OpenAI JSON chunks passed
-through, bare text in ``data:``, extra ids), the 19 digits survive, so the latency of every
-chunk is its receive time minus its stamp, on the one clock of this machine.
+The benchmark's upstream (`stamped_upstream`), scripted with ``stamp=1``, sends each token
+as its send time, ``time.time_ns()``. Whatever the relay does to the framing (OpenAI JSON
+chunks passed through, bare text in ``data:``, extra ids), the 19 digits survive, so the
+latency of every chunk is its receive time minus its stamp, on the one clock of this machine.
 """
 
 from __future__ import annotations
@@ -16,27 +16,26 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import gc
 import json
 import math
 import re
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
-import aiohttp
+import httptools
 import orjson
 import uvloop
-
-from sserelay.codec import SSEDecoder
 
 __all__ = ["LoadResult", "RequestSpec", "main", "percentile", "run_load"]
 
 # time.time_ns() has 19 digits from 2001 to 2286; nothing else in a chunk is that long.
-_STAMP = re.compile(r"\d{19}")
-_DONE = "[DONE]"
+_STAMP = re.compile(rb"\d{19}")
+_DONE = b"data: [DONE]"
 _MAX_ERROR_KINDS = 5
 
 
@@ -86,20 +85,98 @@ class _Tally:
         self.errors: collections.Counter[str] = collections.Counter()
 
 
-async def _stream_url(session: aiohttp.ClientSession, spec: RequestSpec) -> str:
-    async with session.request(
-        spec.method, spec.url, json=spec.json_body, headers=spec.headers
-    ) as response:
-        if response.status >= 300:
-            raise RuntimeError(f"HTTP {response.status} from {spec.method} {spec.url}")
-        created = await response.json()
+class _Exchange(asyncio.Protocol):
+    """One HTTP/1.1 request on a connection of its own, its response body handed to
+    `on_body` with the time its read arrived.
+
+    A bare protocol on httptools rather than aiohttp: aiohttp's client cost ~67 µs of CPU
+    per chunk here, and the load generator shares the two cores with the relay it measures
+    (docs/decisions.md, "The benchmark's own processes")."""
+
+    def __init__(self, request: bytes, on_body: Callable[[bytes, int], None]) -> None:
+        self._request, self._on_body = request, on_body
+        self._parser = httptools.HttpResponseParser(self)
+        self._now = 0
+        self.status = 0
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self._request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self._now = time.time_ns()  # once per read: every event in it arrived now
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ValueError(f"malformed HTTP response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionResetError("the connection closed before the response ended"))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self._on_body(body, self._now)
+
+    def on_message_complete(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+        self.close()
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _request_bytes(method: str, url: str, body: dict[str, Any] | None,
+                   headers: dict[str, str]) -> tuple[str, int, bytes]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    payload = b"" if body is None else orjson.dumps(body)
+    lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {parts.netloc}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return host, port, head + payload
+
+
+async def _exchange(method: str, url: str, body: dict[str, Any] | None,
+                    headers: dict[str, str], on_body: Callable[[bytes, int], None]) -> int:
+    """Send one request and read its response to the end; its status."""
+    host, port, request = _request_bytes(method, url, body, headers)
+    loop = asyncio.get_running_loop()
+    _transport, exchange = await loop.create_connection(
+        lambda: _Exchange(request, on_body), host, port
+    )
+    try:
+        await exchange.finished
+    finally:
+        exchange.close()
+    return exchange.status
+
+
+async def _stream_url(spec: RequestSpec) -> str:
+    pieces: list[bytes] = []
+    status = await _exchange(spec.method, spec.url, spec.json_body, spec.headers,
+                             lambda body, _now: pieces.append(body))
+    if status >= 300:
+        raise RuntimeError(f"HTTP {status} from {spec.method} {spec.url}")
+    created = orjson.loads(b"".join(pieces))
     where = created.get("url") or f"/v1/streams/{created['id']}"
     return urljoin(spec.url, str(where))
 
 
-async def _one_stream(
-    session: aiohttp.ClientSession, spec: RequestSpec, tokens: int, tally: _Tally
-) -> None:
+async def _one_stream(spec: RequestSpec, tokens: int, tally: _Tally) -> None:
     started = time.time_ns()
     method, url, body = spec.method, spec.url, spec.json_body
     # A token made before it was asked for cannot be late: with `follow`, a token's latency
@@ -107,26 +184,35 @@ async def _one_stream(
     # generation runs from the POST on; what it made before the GET is replayed at once).
     asked = 0
     if spec.follow:
-        method, url, body = "GET", await _stream_url(session, spec), None
+        method, url, body = "GET", await _stream_url(spec), None
         asked = time.time_ns()
     headers = {"Accept": "text/event-stream", **spec.headers}
-    received, first, done = 0, 0, False
-    async with session.request(method, url, json=body, headers=headers) as response:
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status} from {method} {spec.url}")
-        decoder = SSEDecoder()
-        async for chunk in response.content.iter_any():
-            now = time.time_ns()  # once per read: every event in it arrived now
-            for event in decoder.feed(chunk):
-                if event.data == _DONE:
-                    done = True
-                    continue
-                for stamp in _STAMP.findall(event.data):
-                    tally.latencies_ns.append(now - max(int(stamp), asked))
-                    received += 1
-                    if not first:
-                        first = now
-                        tally.ttfts_ns.append(now - started)
+    latencies = tally.latencies_ns
+    received, first, done, carry = 0, 0, False, b""
+
+    # The stamps are read straight off the body bytes, whole lines at a time (a stamp may be
+    # split between reads, never between lines). No SSE decoding: nothing in any relay's
+    # framing is 19 digits long (stream ids are 16 base64 characters), and a miscount
+    # would fail the stream below, not pass silently.
+    def on_body(chunk: bytes, now: int) -> None:
+        nonlocal received, first, done, carry
+        if carry:
+            chunk, carry = carry + chunk, b""
+        cut = chunk.rfind(b"\n") + 1
+        if cut < len(chunk):
+            carry = chunk[cut:]
+        for stamp in _STAMP.findall(chunk, 0, cut):
+            latencies.append(now - max(int(stamp), asked))
+            received += 1
+            if not first:
+                first = now
+                tally.ttfts_ns.append(now - started)
+        if _DONE in chunk:
+            done = True
+
+    status = await _exchange(method, url, body, headers, on_body)
+    if status != 200:
+        raise RuntimeError(f"HTTP {status} from {method} {spec.url}")
     # The article's Flask relay sends no [DONE]; a complete count is the real test.
     if received != tokens:
         raise RuntimeError(f"stream ended after {received} of {tokens} tokens (done={done})")
@@ -134,20 +220,15 @@ async def _one_stream(
 
 
 async def _guarded(
-    session: aiohttp.ClientSession,
-    spec: RequestSpec,
-    tokens: int,
-    tally: _Tally,
-    timeout: float,
-    delay: float,
+    spec: RequestSpec, tokens: int, tally: _Tally, timeout: float, delay: float
 ) -> None:
     await asyncio.sleep(delay)
     try:
         async with asyncio.timeout(timeout):
-            await _one_stream(session, spec, tokens, tally)
+            await _one_stream(spec, tokens, tally)
     except TimeoutError:
         tally.errors[f"no end within {timeout:g}s"] += 1
-    except (aiohttp.ClientError, OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         tally.errors[f"{type(exc).__name__}: {exc}"[:200]] += 1
 
 
@@ -163,17 +244,10 @@ async def run_load(
     harness artefact that no real upstream produces."""
     tally = _Tally()
     cpu, wall = time.process_time(), time.perf_counter()
-    # No pool limit: every stream holds its own connection, as browsers' EventSources do.
-    connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=None)
-    ) as session:
-        await asyncio.gather(
-            *(
-                _guarded(session, spec, tokens, tally, timeout, spread * i / streams)
-                for i in range(streams)
-            )
-        )
+    # Every stream holds its own connection, as browsers' EventSources do.
+    await asyncio.gather(
+        *(_guarded(spec, tokens, tally, timeout, spread * i / streams) for i in range(streams))
+    )
     latencies = sorted(tally.latencies_ns)
     ttfts = sorted(tally.ttfts_ns)
     return LoadResult(
@@ -201,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="seconds over which the stream starts are spread evenly")
     args = parser.parse_args(argv)  # fmt: skip
     spec = RequestSpec(**json.loads(args.spec))
+    # No collector pauses in the measuring instrument: one pass of it over 500 streams' objects
+    # stalled every stream's reads for ~20 ms at once, which read as the relay's latency. This
+    # process lives for one load; reference counting frees nearly everything meanwhile.
+    gc.disable()
     result = uvloop.run(run_load(spec, args.streams, args.tokens, args.timeout, args.spread))
     print(orjson.dumps(dataclasses.asdict(result)).decode())
 

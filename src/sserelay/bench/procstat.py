@@ -1,6 +1,6 @@
 """CPU time and memory of other processes, read from /proc (Linux only).
 
-The benchmark charges each relay only for its own process(es): the fake upstream, the load
+The benchmark charges each relay only for its own process(es): the upstream, the load
 generator and this orchestrator run beside it and must not count. /proc/<pid>/stat's
 utime+stime covers all threads of a process, which matters for the threaded Flask baseline.
 """

@@ -21,7 +21,7 @@ class Load:
 
     @property
     def scenario(self) -> str:
-        """The fake upstream's script: paced tokens, each stamped with its send time."""
+        """The upstream's script: paced tokens, each stamped with its send time."""
         return f"tokens={self.tokens}; rate={self.rate:g}; stamp=1"
 
     @property
@@ -49,7 +49,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    # The issue's targets. The ramp stops at 1000 streams: beyond that the fake upstream and
+    # The issue's targets. The ramp stops at 1000 streams: beyond that the upstream and
     # the load generator, Python processes on the same two cores, saturate before a relay does.
     "full": Profile(
         loads=(Load(100, 100, 50), Load(500, 100, 20)),

@@ -215,12 +215,17 @@ def render(
         "",
         "How it measures:",
         "",
-        "- A fake OpenAI upstream (`sserelay.testing.fake_upstream`, its own process) sends "
-        "each token as its send time, `time.time_ns()`. A load generator "
-        "(`sserelay.bench.loadgen`, its own process, asyncio + aiohttp) opens K streams, "
-        "their starts spread evenly over one token interval (as independent users' streams "
-        "are; started in one instant, K paced streams would send synchronised bursts of K), "
-        "and takes for each token receive time minus stamp. For /v1/streams (POST starts "
+        "- The upstream (`sserelay.bench.stamped_upstream`, its own process) sends the "
+        "fake OpenAI upstream's exact bytes, each token being its send time, "
+        "`time.time_ns()`, from a bare asyncio protocol (one timer callback per token). The "
+        "load generator (`sserelay.bench.loadgen`, its own process, a bare asyncio protocol "
+        "on httptools) opens K streams, each on its own connection, their starts spread "
+        "evenly over one token interval (as independent users' streams are; started in one "
+        "instant, K paced streams would send synchronised bursts of K), and takes for each "
+        "token receive time minus stamp. Both keep their garbage collector out of the "
+        "measured load, and together cost about 65 µs of CPU per token, which the relay's "
+        "share of the two cores is spared (see docs/decisions.md, \"The benchmark's own "
+        "processes\"). For /v1/streams (POST starts "
         "the generation, a GET follows it) the clock of a token starts at the later of its "
         "stamp and the moment the GET is sent: tokens made before anyone asked for them "
         "arrive in the GET's first read, and are not late.",
@@ -230,7 +235,7 @@ def render(
         "- Relay CPU is utime+stime from `/proc/<pid>/stat` of the relay's own processes only "
         "(nginx: its one worker; sserelay and the Flask baseline: the server process), over "
         "the run, divided by the tokens delivered, so per-stream costs (connections, "
-        "request parsing) are spread over its 100 tokens. The fake upstream, the load "
+        "request parsing) are spread over its 100 tokens. The upstream, the load "
         "generator and redis-server are not counted; redis-server's share is shown beside "
         "the Redis rows. The clock tick is 10 ms, so a figure is good to about 1%.",
         "- Memory per active stream is (peak RSS under load - RSS before) / K; all K streams "
@@ -257,7 +262,7 @@ def render(
         "process per target; K rises until a step passes the limit or a stream fails, after "
         "one retry (cells: p99 added latency in ms; direct's steps are the better of two "
         "runs). "
-        f"The search stops at {profile.ramp_streams[-1]}: past that the fake upstream and the "
+        f"The search stops at {profile.ramp_streams[-1]}: past that the upstream and the "
         "load generator, Python on the same cores, saturate before the relays do.",
         "",
         *_capacity(results, profile),

@@ -1,7 +1,7 @@
 """Runs the benchmark: each target under each load, then a capacity ramp; returns raw figures.
 
 The orchestrator only starts processes and reads /proc; the load comes from a separate
-load-generator process, so none of the three (orchestrator, load generator, fake upstream)
+load-generator process, so none of the three (orchestrator, load generator, upstream)
 is ever charged to the relay under test.
 """
 
@@ -176,7 +176,7 @@ def _describe(target: Target, m: Measurement) -> str:
 
 
 def run_benchmark(profile: Profile, targets: Sequence[Target], log: Log) -> list[TargetResult]:
-    """Start the fake upstream, then run every target in turn; direct must be first."""
+    """Start the upstream, then run every target in turn; direct must be first."""
     if not targets or targets[0].kind is not Kind.DIRECT:
         raise ValueError("the direct target must come first: the others are measured against it")
     _raise_fd_limit()
@@ -188,7 +188,7 @@ def run_benchmark(profile: Profile, targets: Sequence[Target], log: Log) -> list
     results: list[TargetResult] = []
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(
-            ServerProcess([sys.executable, "-m", "sserelay.testing.fake_upstream",
+            ServerProcess([sys.executable, "-m", "sserelay.bench.stamped_upstream",
                            "--port", "{port}"])
         )  # fmt: skip
         env = BenchEnv(upstream)

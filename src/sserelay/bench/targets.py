@@ -121,7 +121,7 @@ class Running:
 
 
 class BenchEnv:
-    """What all targets share: the fake upstream."""
+    """What all targets share: the upstream (stamped_upstream)."""
 
     def __init__(self, upstream: ServerProcess) -> None:
         self.upstream = upstream

@@ -53,7 +53,7 @@ async def serve_messages(record: RequestRecord, conn: fake._Connection, require_
         await _send_error(conn, 405, f"Method {record.method} not allowed.")
         return
     try:
-        plan = fake._plan(record.body, True, record.headers.get("x-fake-scenario"))
+        plan = fake.plan_reply(record.body, True, record.headers.get("x-fake-scenario"))
     except fake.BadRequest as exc:
         await _send_error(conn, 400, str(exc))
         return
@@ -84,7 +84,7 @@ async def serve_messages(record: RequestRecord, conn: fake._Connection, require_
 
 
 async def _stream(
-    plan: fake._Plan, conn: fake._Connection, message_id: str, stop_reason: str
+    plan: fake.ReplyPlan, conn: fake._Connection, message_id: str, stop_reason: str
 ) -> None:
     scenario = plan.scenario
     eol = b"\r\n" if scenario.crlf else b"\n"

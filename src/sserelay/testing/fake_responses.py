@@ -36,7 +36,7 @@ def _input_text(given: object) -> str:
     return text
 
 
-def _response(body: dict[str, Any], plan: fake._Plan, response_id: str, status: str,
+def _response(body: dict[str, Any], plan: fake.ReplyPlan, response_id: str, status: str,
               output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "id": response_id, "object": "response", "created_at": int(time.time()),
@@ -51,7 +51,7 @@ def _response(body: dict[str, Any], plan: fake._Plan, response_id: str, status: 
     }
 
 
-def _usage(plan: fake._Plan, output_tokens: int) -> dict[str, Any]:
+def _usage(plan: fake.ReplyPlan, output_tokens: int) -> dict[str, Any]:
     return {"input_tokens": plan.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
@@ -70,7 +70,7 @@ async def serve_responses(record: RequestRecord, conn: fake._Connection) -> None
     shim = {"model": body.get("model"), "prompt": _input_text(body.get("input")),
             "max_tokens": body.get("max_output_tokens")}
     try:
-        plan = fake._plan(shim, False, record.headers.get("x-fake-scenario"))
+        plan = fake.plan_reply(shim, False, record.headers.get("x-fake-scenario"))
     except fake.BadRequest as exc:
         await fake._send_error(conn, 400, str(exc))
         return
@@ -95,7 +95,7 @@ async def serve_responses(record: RequestRecord, conn: fake._Connection) -> None
     await _stream(body, plan, conn, response_id, item_id, status)
 
 
-async def _stream(body: dict[str, Any], plan: fake._Plan, conn: fake._Connection,
+async def _stream(body: dict[str, Any], plan: fake.ReplyPlan, conn: fake._Connection,
                   response_id: str, item_id: str, status: str) -> None:
     scenario = plan.scenario
     eol = b"\r\n" if scenario.crlf else b"\n"

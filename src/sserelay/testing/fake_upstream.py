@@ -36,11 +36,14 @@ import orjson
 
 __all__ = [
     "BadRequest",
+    "ChunkEncoder",
     "FakeUpstream",
+    "ReplyPlan",
     "RequestRecord",
     "Scenario",
     "main",
     "parse_scenario",
+    "plan_reply",
     "split_event",
     "tokenize",
 ]
@@ -202,7 +205,7 @@ def _usage(prompt_tokens: int, completion_tokens: int, chat: bool) -> dict[str, 
 
 
 @dataclasses.dataclass(slots=True)
-class _Plan:
+class ReplyPlan:
     """A parsed completion request: what to say and how."""
 
     chat: bool
@@ -245,7 +248,7 @@ def _prompt_of(body: dict[str, Any], chat: bool) -> tuple[str, str]:
     return (users[-1] if users else ""), "".join(texts)
 
 
-def _plan(body: Any, chat: bool, header_scenario: str | None) -> _Plan:
+def plan_reply(body: Any, chat: bool, header_scenario: str | None) -> ReplyPlan:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     if not isinstance(body.get("model"), str):
@@ -270,7 +273,7 @@ def _plan(body: Any, chat: bool, header_scenario: str | None) -> _Plan:
         tokens, finish = tokens[:limit], "length"
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return _Plan(
+    return ReplyPlan(
         chat,
         body["model"],
         tokens,
@@ -286,10 +289,10 @@ _SENTINEL = "\x00CONTENT\x00"
 _SENTINEL_JSON = orjson.dumps(_SENTINEL)
 
 
-class _ChunkEncoder:
+class ChunkEncoder:
     """Encodes one stream's events; the per-token path is two concatenations (precomputed)."""
 
-    def __init__(self, plan: _Plan, chunk_id: str, created: int) -> None:
+    def __init__(self, plan: ReplyPlan, chunk_id: str, created: int) -> None:
         self.plan = plan
         self.eol = b"\r\n" if plan.scenario.crlf else b"\n"
         if plan.chat:
@@ -342,7 +345,7 @@ class _ChunkEncoder:
         return self.event(orjson.dumps(self._chunk(None, usage)))
 
 
-def _completion_body(plan: _Plan, chunk_id: str, created: int) -> bytes:
+def _completion_body(plan: ReplyPlan, chunk_id: str, created: int) -> bytes:
     text = "".join(plan.content(i) for i in range(len(plan.tokens)))
     usage = _usage(plan.prompt_tokens, len(plan.tokens), plan.chat)
     if not plan.chat:
@@ -576,7 +579,7 @@ class FakeUpstream:
             await _send_error(conn, 404, f"Unknown request URL: {record.method} {record.path}.")
             return
         try:
-            plan = _plan(
+            plan = plan_reply(
                 record.body,
                 record.path == "/v1/chat/completions",
                 record.headers.get("x-fake-scenario"),
@@ -586,7 +589,7 @@ class FakeUpstream:
             return
         await self._reply(plan, conn)
 
-    async def _reply(self, plan: _Plan, conn: _Connection) -> None:
+    async def _reply(self, plan: ReplyPlan, conn: _Connection) -> None:
         scenario = plan.scenario
         if scenario.first_delay > 0:
             await conn.sleep(scenario.first_delay)
@@ -603,7 +606,7 @@ class FakeUpstream:
             await conn.start(200, content_type.encode("latin-1"))
             await conn.end(_completion_body(plan, chunk_id, created))
             return
-        await _stream(plan, conn, _ChunkEncoder(plan, chunk_id, created))
+        await _stream(plan, conn, ChunkEncoder(plan, chunk_id, created))
 
 
 async def _send_error(
@@ -613,7 +616,7 @@ async def _send_error(
     await conn.end(_error_body(status, message))
 
 
-async def _stream(plan: _Plan, conn: _Connection, encoder: _ChunkEncoder) -> None:
+async def _stream(plan: ReplyPlan, conn: _Connection, encoder: ChunkEncoder) -> None:
     scenario = plan.scenario
     content_type = scenario.content_type or "text/event-stream; charset=utf-8"
     await conn.start(200, content_type.encode("latin-1"), [(b"cache-control", b"no-cache")])
@@ -650,7 +653,7 @@ async def _stream(plan: _Plan, conn: _Connection, encoder: _ChunkEncoder) -> Non
 
 
 async def _scripted_event(
-    index: int, count: int, plan: _Plan, conn: _Connection, encoder: _ChunkEncoder
+    index: int, count: int, plan: ReplyPlan, conn: _Connection, encoder: ChunkEncoder
 ) -> bool:
     """Play the scenario event due before content chunk `index` (a count past the end of
     the reply fires before the finish chunk); True if the stream is over."""

@@ -1,0 +1,71 @@
+"""The load generator's reading of stamps, against a real socket server that cuts its
+bytes where a relay's writes may cut them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from sserelay.bench.loadgen import RequestSpec, run_load
+
+T = TypeVar("T")
+Run = Callable[[Coroutine[Any, Any, T]], T]
+
+
+async def _serving(pieces: Sequence[bytes], status: bytes = b"200 OK") -> asyncio.Server:
+    """A server that answers every request with a chunked body written in `pieces`, each
+    flushed on its own, a few ms apart."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 %s\r\ncontent-type: text/event-stream\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n" % status)  # fmt: skip
+        for piece in pieces:
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+def _stamp() -> bytes:
+    return b"%d" % time.time_ns()
+
+
+async def _load(pieces: Sequence[bytes], tokens: int, status: bytes = b"200 OK") -> Any:
+    server = await _serving(pieces, status)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        spec = RequestSpec("GET", f"http://127.0.0.1:{port}/completionChat?prompt=x")
+        return await run_load(spec, streams=3, tokens=tokens, timeout=10)
+
+
+def test_a_stamp_cut_between_reads_counts_once(run: Run[Any]) -> None:
+    """A token whose digits arrive in two reads is one token, timed when its line is whole."""
+    one, two = _stamp(), _stamp()
+    pieces = [b"id: s:1\ndata: " + one[:7], one[7:] + b"\n\n", b"data: " + two + b"\n\n",
+              b"data: [DONE]\n\n"]  # fmt: skip
+    result = run(_load(pieces, tokens=2))
+    assert (result.ok, result.chunks, result.errors) == (3, 6, {})
+    assert 0 < result.latency_us["p50"] < 10_000_000
+
+
+def test_a_stream_with_fewer_tokens_than_asked_is_an_error_not_a_pass(run: Run[Any]) -> None:
+    """A stream cut short is counted as failed, with how many tokens it carried."""
+    result = run(_load([b"data: " + _stamp() + b"\n\n"], tokens=2))
+    assert result.ok == 0
+    assert result.errors == {"RuntimeError: stream ended after 1 of 2 tokens (done=False)": 3}
+
+
+def test_a_non_200_answer_is_an_error_naming_the_status(run: Run[Any]) -> None:
+    """A relay that refuses the stream fails it, with the status in the report."""
+    result = run(_load([b"{}"], tokens=1, status=b"503 Service Unavailable"))
+    assert result.ok == 0
+    [(error, count)] = result.errors.items()
+    assert error.startswith("RuntimeError: HTTP 503 from GET http://127.0.0.1:")
+    assert count == 3
