@@ -33,6 +33,11 @@ _DONE_PAYLOAD = b"[DONE]"
 _USAGE_KEY = b'"usage"'
 _ERROR_WORD = b'"error"'
 _BLANK = b"\n\n"
+# Searched as ints and with find(): `13 in chunk` is one memchr and `chunk.find(word)` skips
+# the buffer protocol that `word in chunk` goes through; together ~0.5 µs less per chunk
+# (sserelay/codec/decoder.py says more).
+_CR = 0x0D
+_LF = 0x0A
 _OBJECT = b"data: {"
 _OBJECT_END = b"}\n\n"
 
@@ -41,7 +46,7 @@ def _needs_a_look(data: bytes) -> bool:
     """Whether an event must be parsed: it may carry an error or the usage, or it is not
     shaped like a JSON object at all (a chunk cut short, `[DONE]`). Content text cannot
     produce `"error"` or `"usage"` with bare quotes: JSON escapes them inside strings."""
-    return data[-1:] != b"}" or _ERROR_WORD in data or _usage_present(data)
+    return data[-1:] != b"}" or data.find(_ERROR_WORD) >= 0 or _usage_present(data)
 
 
 def _usage_present(payload: bytes) -> bool:
@@ -91,14 +96,14 @@ class OpenAIStreamFilter:
     def feed(self, chunk: bytes) -> bytes:
         if self.done or not chunk:
             return b""
-        if self._at_boundary and self._started and chunk.endswith(_BLANK) and b"\r" not in chunk:
+        if self._at_boundary and self._started and chunk.endswith(_BLANK) and _CR not in chunk:
             # A paced model sends one event per read: `data: {...}\n\n` with no other line
             # break. Recognised without splitting or slicing, it costs a few C scans.
             if (
                 chunk.count(b"\n") == 2
                 and chunk.startswith(_OBJECT)
                 and chunk.endswith(_OBJECT_END)
-                and _ERROR_WORD not in chunk
+                and chunk.find(_ERROR_WORD) < 0
                 and not _usage_present(chunk)
             ):
                 self.events += 1
@@ -136,7 +141,7 @@ class OpenAIStreamFilter:
         pieces.pop()  # empty: the chunk ends with a blank line
         plain = True
         for piece in pieces:
-            if not piece.startswith(_DATA) or b"\n" in piece:
+            if not piece.startswith(_DATA) or _LF in piece:
                 return None  # not a one-line data event: let the decoder read it
             if _needs_a_look(piece) or piece[6:7] != b"{":
                 plain = False
@@ -182,7 +187,7 @@ class OpenAIStreamFilter:
         return self._frame(payload)
 
     def _frame(self, payload: bytes) -> bytes:
-        if b"\n" in payload:  # multi-line data from the upstream: keep it one event
+        if _LF in payload:  # multi-line data from the upstream: keep it one event
             return encode_event(payload.decode("utf-8", "replace"))
         return _DATA + payload + _BLANK
 
