@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
@@ -319,3 +320,35 @@ def test_a_burst_of_creates_all_succeed_and_a_duplicate_in_the_burst_is_refused(
             return refused, live
 
     assert run(main()) == (1, 60)
+
+
+def test_a_flush_redis_does_not_answer_fails_the_stream_within_the_socket_timeout(
+    redis_server: RedisServer, run: Run
+) -> None:
+    """The writer's connection has no socket timeout of its own; each round trip has the
+    URL's as a whole. While Redis holds every write, the stream's appends start failing
+    long before Redis answers again, instead of queueing behind a flush that never ends."""
+
+    async def main() -> str:
+        log = RedisStreamLog(redis_server.url + "?socket_timeout=0.3",
+                             prefix=f"test-{secrets.token_hex(6)}:")  # fmt: skip
+        raw = Redis.from_url(redis_server.url)
+        try:
+            stream_id = new_stream_id()
+            await log.create(stream_id)
+            await raw.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+            try:
+                async with asyncio.timeout(10):  # a third of the pause
+                    while True:
+                        try:
+                            log.append_nowait(stream_id, b"held")
+                        except StreamLogError as exc:
+                            return str(exc)
+                        await asyncio.sleep(0.05)
+            finally:
+                await raw.execute_command("CLIENT", "UNPAUSE")
+        finally:
+            await log.aclose()
+            await raw.aclose()
+
+    assert run(main()).startswith("writing stream ")

@@ -58,6 +58,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from ..deadline import deadline
 from .log import (
     MOVED,
     End,
@@ -155,7 +156,8 @@ _WAKE_TTL_MS = 86_400_000
 def _resp(command: tuple[Any, ...]) -> bytes:
     """One command in Redis' protocol (RESP). redis-py's `pack_command` was ~5% of the
     relay's CPU with the Redis log (its per-argument encoding); the writer's arguments are
-    only bytes, str and int."""
+    only bytes, str and int. Used where hiredis is not installed: its `pack_command`, in C,
+    gives the same bytes in half the time (27 -> 13 µs for a flush of ten streams)."""
     parts = [b"*%d\r\n" % len(command)]
     for arg in command:
         if isinstance(arg, str):
@@ -164,6 +166,14 @@ def _resp(command: tuple[Any, ...]) -> bytes:
             arg = b"%d" % arg
         parts.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
     return b"".join(parts)
+
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # hiredis comes with sserelay[redis]; redis-py alone works too
+    _pack: Callable[[tuple[Any, ...]], bytes] = _resp
+else:
+    _pack = _hiredis_pack
 
 
 class _Keys:
@@ -309,6 +319,7 @@ class RedisStreamLog(StreamLog):
         self._high_water = high_water
         self.flush_interval = flush_interval
         self._write_conn: AbstractConnection | None = None  # the writer's own (_pipeline)
+        self._write_timeout: float | None = None
         self._lease_ms = max(1, round(lease_ttl * 1000))
         self._retention_ms = max(1, round(retention * 1000))
         self._live_ttl_ms = self._lease_ms + self._retention_ms
@@ -380,18 +391,20 @@ class RedisStreamLog(StreamLog):
         Redis log at 100 streams (py-spy), for replies the writer reads raw anyway.
         """
         for attempt in range(2):
-            conn = self._write_conn
-            if conn is None:
-                pool = self._redis.connection_pool
-                conn = self._write_conn = pool.make_connection()  # type: ignore[no-untyped-call]
+            conn = self._write_conn or self._writer_connection()
             results: list[Any] = []
             try:
-                await conn.send_packed_command([_resp(c) for c in commands], check_health=False)
-                for _ in commands:
-                    try:
-                        results.append(await conn.read_response())
-                    except ResponseError as exc:
-                        results.append(exc)
+                # One deadline for the round trip: the connection has no socket timeout of
+                # its own, which redis-py enforces with a task (wait_for) per send and a
+                # timeout context per reply, ~4% of the relay's CPU with the Redis log.
+                async with deadline(self._write_timeout):
+                    await conn.send_packed_command([_pack(c) for c in commands],
+                                                   check_health=False)  # fmt: skip
+                    for _ in commands:
+                        try:
+                            results.append(await conn.read_response())
+                        except ResponseError as exc:
+                            results.append(exc)
             except BaseException:
                 await conn.disconnect()  # the replies are out of step now: start afresh
                 raise
@@ -400,6 +413,17 @@ class RedisStreamLog(StreamLog):
             # Every command the writer sends may run twice (see _APPEND), so just run it again.
             await self._load_scripts()
         return results
+
+    def _writer_connection(self) -> AbstractConnection:
+        """The writer's own connection, configured as the pool's but for its socket timeout,
+        which `_pipeline` applies to each round trip as a whole instead."""
+        pool = self._redis.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        self._write_timeout = kwargs.get("socket_timeout")
+        kwargs["socket_timeout"] = None
+        conn: AbstractConnection = pool.connection_class(**kwargs)
+        self._write_conn = conn
+        return conn
 
     async def _poke_reader(self, field: bytes, value: bytes = b"") -> None:
         pipe = self._redis.pipeline(transaction=False)
