@@ -107,17 +107,23 @@ class MemoryStreamLog(StreamLog):
 
     def append_nowait(self, stream_id: str, payload: bytes) -> int:
         """`append`, synchronously: for producers that push (relay/generation.py)."""
-        stream = self._get(stream_id)
-        if stream.ending is not None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.ending is not None:
+            if stream is None:
+                self._get(stream_id)  # raises: closed, or unknown
             raise StreamEnded(stream_id)
         stream.entries.append(payload)
         seq = stream.last_seq = stream.last_seq + 1
         if stream.waiters:
             wake_all(stream.waiters)
-        if stream.listeners:
+        listeners = stream.listeners
+        if listeners:
             entry = Entry(seq, payload)
-            for listener in tuple(stream.listeners):
-                listener(entry)
+            if len(listeners) == 1:  # the usual one reader: no copy of the list
+                listeners[0](entry)
+            else:  # a copy: a listener may unsubscribe, or subscribe another, meanwhile
+                for listener in tuple(listeners):
+                    listener(entry)
         return seq
 
     async def end(self, stream_id: str, ending: Ending, payload: bytes | None = None) -> bool:
