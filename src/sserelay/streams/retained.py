@@ -35,7 +35,8 @@ _BOUNDARIES = b'":,{}[]\n'
 class RetainedPayloads(Sequence[bytes]):
     """The last `maxlen` payloads appended, as a sequence of bytes."""
 
-    __slots__ = ("_cut", "_items", "_last", "_learning", "_prefix", "_suffix", "maxlen")
+    __slots__ = ("_cut", "_items", "_last", "_learning", "_plen", "_prefix", "_slen", "_suffix",
+                 "maxlen")  # fmt: skip
 
     def __init__(self, maxlen: int) -> None:
         # A middle (bytes) between the stream's prefix and suffix, or a whole payload kept
@@ -44,6 +45,7 @@ class RetainedPayloads(Sequence[bytes]):
         self.maxlen = maxlen
         self._prefix = self._suffix = b""
         self._cut = 0  # len(prefix) + len(suffix); 0 until learned
+        self._plen = self._slen = 0
         self._last: bytes | None = None
         self._learning = _LEARN_PAIRS
 
@@ -55,7 +57,7 @@ class RetainedPayloads(Sequence[bytes]):
                 and payload.startswith(self._prefix)
                 and payload.endswith(self._suffix)
             ):
-                self._items.append(payload[len(self._prefix) : len(payload) - len(self._suffix)])
+                self._items.append(payload[self._plen : len(payload) - self._slen])
             else:
                 self._items.append((payload,))
             return
@@ -80,6 +82,7 @@ class RetainedPayloads(Sequence[bytes]):
         suffix = suffix[min(starts) :] if starts else b""
         if len(prefix) + len(suffix) >= _MIN_SAVING:
             self._prefix, self._suffix = prefix, suffix
+            self._plen, self._slen = len(prefix), len(suffix)
             self._cut = len(prefix) + len(suffix)
 
     @overload
