@@ -391,7 +391,7 @@ class RedisStreamLog(StreamLog):
         Redis log at 100 streams (py-spy), for replies the writer reads raw anyway.
         """
         for attempt in range(2):
-            conn = self._write_conn or self._writer_connection()
+            conn = self._write_conn if self._write_conn is not None else self._writer_connection()
             results: list[Any] = []
             try:
                 # One deadline for the round trip: the connection has no socket timeout of
