@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import time
 from collections.abc import Sequence
@@ -28,21 +29,22 @@ import orjson
 import uvloop
 
 from sserelay.testing.fake_upstream import (
-    MODELS,
     BadRequest,
     ChunkEncoder,
     ReplyPlan,
     Scenario,
+    error_body,
     plan_reply,
 )
 
 __all__ = ["StampedUpstream", "main"]
 
-_UNSUPPORTED = tuple(
-    name
-    for name in Scenario.__dataclass_fields__
-    if name not in ("tokens", "rate", "stamp")
-)
+# What the fake can script and this does not serve, with the value that scripts nothing.
+_UNSUPPORTED = {
+    field.name: getattr(Scenario(), field.name)
+    for field in dataclasses.fields(Scenario)
+    if field.name not in ("tokens", "rate", "stamp")
+}
 
 
 def _response_head(status: int, content_type: bytes, extra: bytes = b"") -> bytes:
@@ -65,8 +67,8 @@ _SSE_HEAD = _response_head(
 
 
 def _error(status: int, message: str) -> bytes:
-    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error"}})
-    return _response_head(status, b"application/json") + _chunk(body) + _LAST_CHUNK
+    body = _chunk(error_body(status, message))
+    return _response_head(status, b"application/json") + body + _LAST_CHUNK
 
 
 class _Stream:
@@ -108,8 +110,7 @@ class _Stream:
             self._protocol.write(b"".join(map(_chunk, tail)) + _LAST_CHUNK)
             self._protocol.stream_ended()
             return
-        text = f"{time.time_ns()} " if plan.scenario.stamp else plan.tokens[self._index]
-        self._protocol.write(_chunk(encoder.content(text)))
+        self._protocol.write(_chunk(encoder.content(plan.content(self._index))))
         self._index += 1
         # Falling behind under load, carry on from now rather than catch up in a burst.
         now = self._loop.time()
@@ -165,11 +166,6 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         method = self._parser.get_method()
         path = self._url.split(b"?", 1)[0]
-        if (method, path) == (b"GET", b"/v1/models"):
-            models = [{"id": m, "object": "model", "owned_by": "system"} for m in MODELS]
-            body = orjson.dumps({"object": "list", "data": models})
-            self.write(_response_head(200, b"application/json") + _chunk(body) + _LAST_CHUNK)
-            return
         if method != b"POST" or path not in (b"/v1/chat/completions", b"/v1/completions"):
             self.write(_error(404, f"Unknown request URL: {method.decode()} {path.decode()}."))
             return
@@ -189,7 +185,7 @@ class _Connection(asyncio.Protocol):
         except orjson.JSONDecodeError:
             raise BadRequest("request body is not JSON") from None
         plan = plan_reply(body, chat, None)
-        scripted = [n for n in _UNSUPPORTED if getattr(plan.scenario, n) != _DEFAULTS[n]]
+        scripted = [n for n, unset in _UNSUPPORTED.items() if getattr(plan.scenario, n) != unset]
         if scripted:
             raise BadRequest(f"the benchmark upstream serves only tokens, rate and stamp, "
                              f"not {', '.join(scripted)} (use sserelay.testing.fake_upstream)")
@@ -208,9 +204,6 @@ class _Connection(asyncio.Protocol):
     def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-
-
-_DEFAULTS = {name: getattr(Scenario(), name) for name in _UNSUPPORTED}
 
 
 class StampedUpstream:

@@ -111,10 +111,10 @@ class MemoryStreamLog(StreamLog):
 
     def append_nowait(self, stream_id: str, payload: bytes) -> int:
         """`append`, synchronously: for producers that push (relay/generation.py)."""
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.ending is not None:
-            if stream is None:
-                self._get(stream_id)  # raises: closed, or unknown
+        stream = self._streams.get(stream_id)  # inline: `_get` is a call per chunk
+        if stream is None:
+            stream = self._get(stream_id)  # raises: the log is closed, or the id unknown
+        if stream.ending is not None:
             raise StreamEnded(stream_id)
         stream.entries.append(payload)
         seq = stream.last_seq = stream.last_seq + 1

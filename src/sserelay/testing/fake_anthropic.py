@@ -32,7 +32,7 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                 429: "rate_limit_error", 529: "overloaded_error"}
 
 
-def _error_body(status: int, message: str) -> bytes:
+def error_body(status: int, message: str) -> bytes:
     kind = _ERROR_TYPES.get(status, "api_error")
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
@@ -40,7 +40,7 @@ def _error_body(status: int, message: str) -> bytes:
 async def _send_error(conn: fake._Connection, status: int, message: str,
                       extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await conn.start(status, b"application/json", extra)
-    await conn.end(_error_body(status, message))
+    await conn.end(error_body(status, message))
 
 
 async def serve_messages(record: RequestRecord, conn: fake._Connection, require_key: str | None

@@ -41,6 +41,7 @@ __all__ = [
     "ReplyPlan",
     "RequestRecord",
     "Scenario",
+    "error_body",
     "main",
     "parse_scenario",
     "plan_reply",
@@ -175,7 +176,8 @@ class _QuietDrops(logging.Filter):
         return not (record.exc_info and record.exc_info[0] is _DropConnection)
 
 
-def _error_body(status: int, message: str) -> bytes:
+def error_body(status: int, message: str) -> bytes:
+    """An OpenAI-shaped error body, with the type and code OpenAI gives that status."""
     kind, code = "invalid_request_error", None
     if status == 401:
         code = "invalid_api_key"
@@ -547,7 +549,7 @@ class FakeUpstream:
             self.records.clear()
             await _respond(send, 200, orjson.dumps({"cleared": cleared}))
         else:
-            await _respond(send, 404, _error_body(404, f"Unknown request URL: {method} {path}."))
+            await _respond(send, 404, error_body(404, f"Unknown request URL: {method} {path}."))
 
     async def _serve(self, record: RequestRecord, conn: _Connection) -> None:
         if record.path == "/v1/messages":
@@ -613,7 +615,7 @@ async def _send_error(
     conn: _Connection, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     await conn.start(status, b"application/json", extra)
-    await conn.end(_error_body(status, message))
+    await conn.end(error_body(status, message))
 
 
 async def _stream(plan: ReplyPlan, conn: _Connection, encoder: ChunkEncoder) -> None:
@@ -672,7 +674,7 @@ async def _scripted_event(
     if due(scenario.error_after):
         # What OpenAI sends when a stream fails after it started (see wire-formats.md).
         message = "The server had an error while processing your request."
-        await conn.write(encoder.event(_error_body(500, message)))
+        await conn.write(encoder.event(error_body(500, message)))
         await conn.end()
         return True
     return False
