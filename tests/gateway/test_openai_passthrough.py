@@ -39,6 +39,30 @@ def test_whole_reads_are_forwarded_as_the_same_bytes() -> None:
     assert stream.events == 4
 
 
+@pytest.mark.parametrize(
+    ("read", "relayed"),
+    [
+        # a second line inside the read: a field line the decoder ignores, not data
+        (b'data: {"choices":[]}\nretry: 5\n\n', b'data: {"choices":[]}\n\n'),
+        # CRLF framing: normalised to LF
+        (HELLO.replace(b"\n", b"\r\n"), HELLO),
+        # the usage key with a non-null value written compactly: read for the ledger
+        (USAGE, USAGE),
+    ],
+)
+def test_one_event_reads_that_need_a_look_are_not_passed_as_is(
+    read: bytes, relayed: bytes
+) -> None:
+    """The one-event fast path takes only `data: {...}\n\n` with nothing to decide."""
+    stream = OpenAIStreamFilter(strip_usage=False, redact=str)
+    stream.feed(ROLE)
+    out = stream.feed(read)
+    assert out == relayed
+    assert out is not read
+    if read is USAGE:
+        assert stream.usage == Usage(9, 2)
+
+
 @pytest.mark.parametrize("cut", [1, 5, 6, 20, len(HELLO) - 2, len(HELLO) - 1])
 def test_events_cut_across_reads_come_out_identical(cut: int) -> None:
     """An event split anywhere across reads is reassembled into the same bytes."""

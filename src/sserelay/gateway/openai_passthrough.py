@@ -40,6 +40,7 @@ _CR = 0x0D
 _LF = 0x0A
 _OBJECT = b"data: {"
 _OBJECT_END = b"}\n\n"
+_COMPACT_NULL = b":null"
 
 
 def _needs_a_look(data: bytes) -> bool:
@@ -53,6 +54,8 @@ def _usage_present(payload: bytes) -> bool:
     """True if `"usage"` occurs and is not followed by `null` (the common per-chunk value)."""
     at = payload.find(_USAGE_KEY)
     if at < 0:
+        return False
+    if payload[at + 7 : at + 12] == _COMPACT_NULL:  # what OpenAI and vLLM send
         return False
     rest = payload[at + 7 : at + 16].lstrip(b" \t:")
     return not rest.startswith(b"null")
@@ -96,21 +99,25 @@ class OpenAIStreamFilter:
     def feed(self, chunk: bytes) -> bytes:
         if self.done or not chunk:
             return b""
-        if self._at_boundary and self._started and chunk.endswith(_BLANK) and _CR not in chunk:
+        if self._at_boundary and self._started and _CR not in chunk:
             # A paced model sends one event per read: `data: {...}\n\n` with no other line
-            # break. Recognised without splitting or slicing, it costs a few C scans.
+            # break (the first LF is the last but one). Recognised without splitting, in a
+            # few C scans; slices and `==` rather than startswith/endswith/count, which
+            # parse their arguments as a tuple in CPython 3.11 (docs/decisions.md).
+            tail = chunk[-3:]
             if (
-                chunk.count(b"\n") == 2
-                and chunk.startswith(_OBJECT)
-                and chunk.endswith(_OBJECT_END)
+                tail == _OBJECT_END
+                and chunk.find(_LF) == len(chunk) - 2
+                and chunk[:7] == _OBJECT
                 and chunk.find(_ERROR_WORD) < 0
                 and not _usage_present(chunk)
             ):
                 self.events += 1
                 return chunk
-            out = self._feed_framed(chunk)
-            if out is not None:
-                return out
+            if tail[1:] == _BLANK:
+                out = self._feed_framed(chunk)
+                if out is not None:
+                    return out
         return self._feed_decoder(chunk)
 
     def end(self) -> bytes:
