@@ -7,6 +7,14 @@ three shapes of mid-stream error the providers use (wire-formats.md, "Errors"): 
 object, vLLM's `"object": "error"`, and a chunk with `"finish_reason": "error"`.
 `text_deltas` (async) and `iter_text_deltas` (blocking, for WSGI) are the same few lines
 around it, as httpx-sse's sync and async paths are around its decoder.
+
+`TextReader` is `read_text_event` for one stream, without a parse per chunk where it can
+prove the answer: a stream's chunks repeat the same bytes around the text (`{"id":...,
+"choices":[{"index":0,"delta":{"content":"` ... `"},"logprobs":null,...}`). Once a parsed
+chunk shows where its text sits, and a probe string put in that place parses to the same
+decisions with the probe as the text, a chunk that is that template around a plain string
+literal (no quote, backslash or control character) has that string as its text, with no
+failure: the parse would see the same tokens in the same places. Anything else is parsed.
 """
 
 from __future__ import annotations
@@ -58,6 +66,71 @@ def read_text_event(
     return text or "", failure
 
 
+# A string no upstream sends as a whole chunk's text: put where a learned template's text
+# sits, it must come back as the text.
+_PROBE = "sserelay-template-probe"
+# How many templates a stream may learn: one whose chunks vary elsewhere (OpenAI's
+# per-chunk `obfuscation`) misses every time and must not be re-learned (a parse) forever.
+_LEARNING = 4
+# A template that served this many chunks earns one more learning when it stops matching
+# (llama.cpp's `created` changes every second).
+_EARNED = 32
+
+
+class TextReader:
+    """`read_text_event` for the events of one stream, skipping the parse of chunks that
+    are a proven template around a plain string (the module's docstring says why that is
+    exact). Call it with each event's data."""
+
+    __slots__ = ("_chat", "_hits", "_learning", "_prefix", "_redact", "_suffix")
+
+    def __init__(self, chat: bool, redact: Callable[[str], str]) -> None:
+        self._chat = chat
+        self._redact = redact
+        self._prefix: str | None = None  # up to and including the text's opening quote
+        self._suffix = ""  # from the text's closing quote
+        self._hits = 0
+        self._learning = _LEARNING
+
+    def __call__(self, data: str) -> tuple[str, UpstreamError | None] | None:
+        prefix = self._prefix
+        if prefix is not None:
+            suffix = self._suffix
+            cut = len(data) - len(suffix)
+            if (
+                cut >= len(prefix)
+                and data.startswith(prefix)
+                and data.endswith(suffix)
+            ):
+                text = data[len(prefix) : cut]
+                if '"' not in text and "\\" not in text and text.isprintable():
+                    self._hits += 1
+                    return text, None
+            if self._hits >= _EARNED:
+                self._learning += 1
+            self._prefix, self._hits = None, 0
+        step = read_text_event(data, self._chat, self._redact)
+        if self._learning and step is not None and step[0] and step[1] is None:
+            self._learn(data, step[0])
+        return step
+
+    def _learn(self, data: str, text: str) -> None:
+        if '"' in text or "\\" in text or not text.isprintable():
+            return  # escaped in the chunk: its literal is not the text itself
+        literal = '"' + text + '"'
+        at = data.find(literal)
+        if at < 0 or data.find(literal, at + 1) >= 0:
+            return  # escaped differently, or in two places: no single slot to learn
+        self._learning -= 1
+        prefix, suffix = data[: at + 1], data[at + len(literal) - 1 :]
+        try:
+            probed = read_text_event(prefix + _PROBE + suffix, self._chat, self._redact)
+        except UpstreamError:
+            return
+        if probed == (_PROBE, None):
+            self._prefix, self._suffix = prefix, suffix
+
+
 def ended_early() -> UpstreamError:
     """The event stream ended cleanly at the HTTP level but without the end marker."""
     return UpstreamError(
@@ -73,9 +146,9 @@ async def text_deltas(
     redact: Callable[[str], str],
 ) -> AsyncIterator[str]:
     """Yield each non-empty piece of model text; return on `[DONE]`, raise on anything else."""
-    chat = kind == "chat"
+    read = TextReader(kind == "chat", redact)
     async for event in events:
-        step = read_text_event(event.data, chat, redact)
+        step = read(event.data)
         if step is None:
             return
         text, failure = step
@@ -92,9 +165,9 @@ def iter_text_deltas(
     redact: Callable[[str], str],
 ) -> Iterator[str]:
     """`text_deltas` for a blocking event iterator (the WSGI integrations)."""
-    chat = kind == "chat"
+    read = TextReader(kind == "chat", redact)
     for event in events:
-        step = read_text_event(event.data, chat, redact)
+        step = read(event.data)
         if step is None:
             return
         text, failure = step

@@ -23,7 +23,7 @@ from sserelay.codec import DONE, ServerSentEvent
 from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE, error_event, text_events
 from sserelay.relay.generation import POLICIES, Generations, Outcome, Policy
-from sserelay.relay.openai_text import Kind, ended_early, read_text_event, text_deltas
+from sserelay.relay.openai_text import Kind, TextReader, ended_early, text_deltas
 from sserelay.relay.stream_format import Emit, Pushed
 from sserelay.settings import Settings
 from sserelay.streams import Ending
@@ -232,8 +232,7 @@ class ArticlePayloads(Pushed):
 
     async def run(self, emit: Emit) -> None:
         outcome = self._outcome
-        chat = self._kind == "chat"
-        redact = self._upstream.redact
+        read = TextReader(self._kind == "chat", self._upstream.redact)
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def finish(exc: UpstreamError | None) -> None:
@@ -247,7 +246,7 @@ class ArticlePayloads(Pushed):
 
         def on_event(event: ServerSentEvent) -> bool:
             try:
-                step = read_text_event(event.data, chat, redact)
+                step = read(event.data)
             except UpstreamError as exc:
                 finish(exc)
                 return False
