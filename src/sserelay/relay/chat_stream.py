@@ -118,7 +118,12 @@ class ChatPayloads(Pushed):
         def on_data(chunk: bytes) -> None:
             out = feed(chunk)
             if out:
-                deliver(out)
+                if out.find(_LF) == len(out) - 2:  # `_one_event`, inline: once per chunk
+                    outcome.completion_chunks += 1
+                    if not emit(out):
+                        stop()
+                else:
+                    deliver(out)
             if stream.done:
                 stop()
 
