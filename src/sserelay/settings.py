@@ -42,6 +42,10 @@ class Settings:
     # Off, they are relayed straight through (the cheapest path; no resume).
     resumable_chat_completions: bool = True
     retention: float = 600.0
+    # The Redis log's writer sends what was appended at most this often: followers on this
+    # instance never wait for it (they are pushed from memory), followers on other instances
+    # see entries up to this much later. Longer: fewer round trips, less CPU per chunk.
+    redis_flush_interval: float = 0.002
     # No key and no explicit base URL: run the embedded SmolLM2 model.
     use_local_model: bool = False
     # Limits (issue 7, sserelay.limits and web/guard.py). The gateway's bodies carry images

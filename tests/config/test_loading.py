@@ -16,6 +16,8 @@ from sserelay.config.checks import Choice, Flag, Number, Text, Texts, show_value
 from sserelay.config.rendering import render_configuration
 from sserelay.config.schema import DERIVED_FIELDS, SCALAR_SECTIONS, SETTINGS, Setting
 from sserelay.settings import Settings
+from sserelay.streams import RedisStreamLog
+from sserelay.web.app import make_stream_log
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "sserelay.example.toml"
@@ -109,6 +111,8 @@ def test_every_settings_field_is_settable_from_file_and_environment(
          "sserelay.toml: retry.attempts = 0: expected an integer, 1 or more"),
         ("[cors]\norigins = \"https://a.example\"\n", {},
          'sserelay.toml: cors.origins = "https://a.example": expected a list of strings'),
+        ("[stream_log]\nredis_flush = 5\n", {},
+         "sserelay.toml: stream_log.redis_flush = 5: expected a number of seconds from 0 to 1"),
         ("[server\n", {}, "sserelay.toml: not valid TOML"),
     ],
 )
@@ -120,6 +124,15 @@ def test_mistakes_name_setting_value_and_expectation(
     with pytest.raises(ConfigError) as caught:
         load_configuration(path, env=env)
     assert str(caught.value).replace(str(path), "sserelay.toml").startswith(message)
+
+
+def test_redis_flush_window_reaches_the_redis_log() -> None:
+    """`[stream_log] redis_flush` sets how often the Redis log's writer sends its batch."""
+    settings = load_configuration(env={"SSERELAY_STREAM_LOG_REDIS_URL": "redis://127.0.0.1:9",
+                                       "SSERELAY_STREAM_LOG_REDIS_FLUSH": "0.01"}).settings
+    log = make_stream_log(settings)
+    assert isinstance(log, RedisStreamLog)
+    assert log.flush_interval == 0.01
 
 
 def test_legacy_variables_still_work() -> None:

@@ -89,6 +89,9 @@ _PLACES: dict[str, tuple[str, str, Check, str, tuple[str, ...]]] = {
                                    "straight through", ()),
     "retention": ("stream_log", "retention", _SECONDS, "how long a finished stream stays "
                   "replayable", ()),
+    "redis_flush_interval": ("stream_log", "redis_flush", Number(0, 1, unit="seconds"),
+                             "with Redis, the writer's batching window: followers on other "
+                             "instances see entries up to this much later", ()),
     "chat_model": ("relay", "chat_model", Text(), "model of /completionChat, "
                    "/completions/chat and /v1/streams", ("SSERELAY_CHAT_MODEL",)),
     "completion_model": ("relay", "completion_model", Text(), "model of /completion",

@@ -68,7 +68,11 @@ def make_stream_log(settings: Settings) -> StreamLog:
     if settings.redis_url:
         from sserelay.streams import RedisStreamLog
 
-        return RedisStreamLog(settings.redis_url, retention=settings.retention)
+        return RedisStreamLog(
+            settings.redis_url,
+            retention=settings.retention,
+            flush_interval=settings.redis_flush_interval,
+        )
     return MemoryStreamLog(retention=settings.retention)
 
 
