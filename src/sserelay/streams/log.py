@@ -70,6 +70,12 @@ class Entry(NamedTuple):
     payload: bytes
 
 
+# `tuple_new(Entry, (seq, payload))` is `Entry(seq, payload)` without the Python-level
+# `__new__` of a named tuple: the same object, ~1.1k fewer instructions (callgrind), once
+# per appended payload with a follower.
+tuple_new = tuple.__new__
+
+
 @dataclass(frozen=True, slots=True)
 class Gap:
     """Entries ``first`` to ``last`` (inclusive) were trimmed before this follower read them."""

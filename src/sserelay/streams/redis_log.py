@@ -77,6 +77,7 @@ from .log import (
     call_when_woken,
     park,
     push_tail,
+    tuple_new,
     validate_stream_id,
     wake_all,
 )
@@ -211,26 +212,34 @@ class _Mirror:
     dies with the producer anyway. It holds the last `max_entries`, like the log.
     """
 
-    __slots__ = ("end", "entries", "first", "gone", "listeners", "waiters")
+    __slots__ = ("end", "entries", "first", "gone", "last", "listeners", "waiters")
 
     def __init__(self, max_entries: int) -> None:
         self.entries = RetainedPayloads(max_entries)
         self.first = 1  # seq of entries[0]
+        self.last = 0  # seq of the newest entry
         self.end: End | None = None
         self.gone = False  # the end went elsewhere (or failed): followers switch to Redis
         self.waiters: list[asyncio.Future[None]] = []
         self.listeners: list[Callable[[LogItem | Moved], None]] = []  # pushed followers
 
     def push(self, payload: bytes) -> None:
-        if len(self.entries) == self.entries.maxlen:
+        # As MemoryStreamLog.append_nowait: the seq counted here, not from the entries'
+        # length (a Python call), and a lone listener called without copying the list.
+        seq = self.last = self.last + 1
+        if seq - self.first >= self.entries.maxlen:  # full: the oldest goes
             self.first += 1
         self.entries.append(payload)
         if self.waiters:
             wake_all(self.waiters)
-        if self.listeners:
-            entry = Entry(self.first + len(self.entries) - 1, payload)
-            for listener in tuple(self.listeners):
-                listener(entry)
+        listeners = self.listeners
+        if listeners:
+            entry = tuple_new(Entry, (seq, payload))
+            if len(listeners) == 1:
+                listeners[0](entry)
+            else:  # a copy: a listener may unsubscribe, or subscribe another, meanwhile
+                for listener in tuple(listeners):
+                    listener(entry)
 
     def finish(self, end: End | None) -> None:
         """The stream ended here with `end`, or (None) its end must be read from Redis."""
