@@ -49,7 +49,7 @@ TRICKY = [
     TEMPLATE[:-1],  # cut short
     chat("last", finish="error"),  # the last text, and a failure
     chat("more", tail=',"usage":null'),  # a different suffix
-    '{"error":{"message":"boom sk-abcdefghijklmnopqrstuvwxyz123456"}}',
+    '{"error":{"message":"boom sk-' + "x" * 32 + '"}}',  # redacted either way
     chat(openai_text._PROBE),
     "[DONE]",
 ]

@@ -99,11 +99,6 @@ class ChatPayloads(Pushed):
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def deliver(out: bytes) -> None:
-            if _one_event(out):  # as most reads are: no list to build
-                outcome.completion_chunks += 1
-                if not emit(out):
-                    stop()
-                return
             for event in _events(out):
                 outcome.completion_chunks += 1
                 if not emit(event):
@@ -118,7 +113,9 @@ class ChatPayloads(Pushed):
         def on_data(chunk: bytes) -> None:
             out = feed(chunk)
             if out:
-                if out.find(_LF) == len(out) - 2:  # `_one_event`, inline: once per chunk
+                # `_one_event`, inline: most reads are one event, emitted without a list
+                # or another call (the first bytes and the end go through `deliver`).
+                if out.find(_LF) == len(out) - 2:
                     outcome.completion_chunks += 1
                     if not emit(out):
                         stop()

@@ -42,8 +42,6 @@ from .retained import RetainedPayloads
 __all__ = ["MemoryStreamLog"]
 
 
-
-
 class _Stream:
     __slots__ = (
         "cancel_requested",
