@@ -25,12 +25,12 @@ from sserelay.codec import DONE, SSEDecodeError, SSEDecoder, encode_event
 from sserelay.error_shapes import openai_error_event
 from sserelay.keys.ledger import Usage
 from sserelay.providers.errors import ProviderError
+from sserelay.speedups import plain_event, usage_present
 
 __all__ = ["OpenAIStreamFilter"]
 
 _DATA = b"data: "
 _DONE_PAYLOAD = b"[DONE]"
-_USAGE_KEY = b'"usage"'
 _ERROR_WORD = b'"error"'
 _BLANK = b"\n\n"
 # Searched as ints and with find(): `13 in chunk` is one memchr and `chunk.find(word)` skips
@@ -38,27 +38,13 @@ _BLANK = b"\n\n"
 # (sserelay/codec/decoder.py says more).
 _CR = 0x0D
 _LF = 0x0A
-_OBJECT = b"data: {"
-_OBJECT_END = b"}\n\n"
-_COMPACT_NULL = b":null"
 
 
 def _needs_a_look(data: bytes) -> bool:
     """Whether an event must be parsed: it may carry an error or the usage, or it is not
     shaped like a JSON object at all (a chunk cut short, `[DONE]`). Content text cannot
     produce `"error"` or `"usage"` with bare quotes: JSON escapes them inside strings."""
-    return data[-1:] != b"}" or data.find(_ERROR_WORD) >= 0 or _usage_present(data)
-
-
-def _usage_present(payload: bytes) -> bool:
-    """True if `"usage"` occurs and is not followed by `null` (the common per-chunk value)."""
-    at = payload.find(_USAGE_KEY)
-    if at < 0:
-        return False
-    if payload[at + 7 : at + 12] == _COMPACT_NULL:  # what OpenAI and vLLM send
-        return False
-    rest = payload[at + 7 : at + 16].lstrip(b" \t:")
-    return not rest.startswith(b"null")
+    return data[-1:] != b"}" or data.find(_ERROR_WORD) >= 0 or usage_present(data)
 
 
 class OpenAIStreamFilter:
@@ -99,22 +85,13 @@ class OpenAIStreamFilter:
     def feed(self, chunk: bytes) -> bytes:
         if self.done or not chunk:
             return b""
-        if self._at_boundary and self._started and _CR not in chunk:
+        if self._at_boundary and self._started:
             # A paced model sends one event per read: `data: {...}\n\n` with no other line
-            # break (the first LF is the last but one). Recognised without splitting, in a
-            # few C scans; slices and `==` rather than startswith/endswith/count, which
-            # parse their arguments as a tuple in CPython 3.11 (docs/decisions.md).
-            tail = chunk[-3:]
-            if (
-                tail == _OBJECT_END
-                and chunk.find(_LF) == len(chunk) - 2
-                and chunk[:7] == _OBJECT
-                and chunk.find(_ERROR_WORD) < 0
-                and not _usage_present(chunk)
-            ):
+            # break, recognised in one C call (sserelay/speedups.py).
+            if plain_event(chunk):
                 self.events += 1
                 return chunk
-            if tail[1:] == _BLANK:
+            if _CR not in chunk and chunk[-2:] == _BLANK:
                 out = self._feed_framed(chunk)
                 if out is not None:
                     return out

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from sserelay.speedups import http_chunk
 from sserelay.web.keepalive import Keepalive, sweeper
 
 # Where the app puts the server's own `send` (web/app.py, SserelayApp.__call__).
@@ -84,7 +85,7 @@ class _TransportChannel:
     def write(self, data: bytes) -> bool:
         if self._cycle.disconnected:
             return False
-        self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        self._transport.write(http_chunk(data))
         self.sent += 1
         return not self._flow.write_paused
 

@@ -1,0 +1,67 @@
+"""Three per-chunk steps of the relay, compiled where possible.
+
+Each function is defined here in Python, and that definition is the specification: the C
+versions in `sserelay/_speedups.c` (built when sserelay is installed) must return exactly
+the same, which tests/test_speedups.py checks on generated input. Where the extension was
+not built (no compiler), these definitions run instead; `COMPILED` says which.
+
+Why C (docs/decisions.md, "The per-chunk checks in C"): in CPython 3.11 the pass-through's
+check that a read is one plain event, six byte operations, cost more than httptools'
+parse of the HTTP chunk around it. Each slice allocates and each `bytes.find` parses its
+arguments as a tuple; in C the same checks are a few `memchr`/`memmem` calls.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMPILED", "http_chunk", "plain_event", "usage_present"]
+
+_CR = 0x0D
+_LF = 0x0A
+_OBJECT = b"data: {"
+_OBJECT_END = b"}\n\n"
+_USAGE_KEY = b'"usage"'
+_ERROR_WORD = b'"error"'
+_COMPACT_NULL = b":null"
+
+
+def usage_present_py(payload: bytes) -> bool:
+    """Whether `"usage"` occurs and is not followed by `null` (the common per-chunk value):
+    the value is what follows the key within 9 bytes, after spaces, tabs and the colon.
+    Only the first occurrence counts; content text cannot produce the key with bare quotes
+    (JSON escapes them inside strings)."""
+    at = payload.find(_USAGE_KEY)
+    if at < 0:
+        return False
+    if payload[at + 7 : at + 12] == _COMPACT_NULL:  # what OpenAI and vLLM send
+        return False
+    rest = payload[at + 7 : at + 16].lstrip(b" \t:")
+    return not rest.startswith(b"null")
+
+
+def plain_event_py(chunk: bytes) -> bool:
+    """Whether `chunk` is exactly one event `data: {...}\\n\\n` (no CR, no other LF) whose
+    JSON needs no look: no `"error"` and no non-null `"usage"`. A paced model sends one
+    such event per read, which the pass-through forwards as it is."""
+    return (
+        _CR not in chunk
+        and chunk[-3:] == _OBJECT_END
+        and chunk.find(_LF) == len(chunk) - 2
+        and chunk[:7] == _OBJECT
+        and chunk.find(_ERROR_WORD) < 0
+        and not usage_present_py(chunk)
+    )
+
+
+def http_chunk_py(data: bytes) -> bytes:
+    """`data` as one piece of a chunked HTTP/1.1 body (RFC 9112, 7.1): the length in
+    lower-case hex, CRLF, the bytes, CRLF. Exactly what uvicorn's `send` writes."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+try:
+    from sserelay._speedups import http_chunk, plain_event, usage_present
+except ImportError:  # not built here: the definitions above, a few hundred ns slower
+    COMPILED = False
+    http_chunk, plain_event, usage_present = http_chunk_py, plain_event_py, usage_present_py
+else:
+    COMPILED = True

@@ -1,0 +1,84 @@
+"""The compiled per-chunk steps (sserelay/_speedups.c) answer exactly as their Python
+definitions (sserelay/speedups.py), and they are the ones this install runs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from sserelay import _speedups, speedups
+
+# Pieces a chunk is made of, chosen so that generated reads hit every branch: the event's
+# head and tail, the two keys the check looks for (spaced and not), values, line breaks.
+_PIECES = [
+    b"data: {", b"data:{", b"data: [", b"}\n\n", b"}\n", b"\n\n", b"\n", b"\r", b"\r\n",
+    b'"usage"', b'"usage":null', b'"usage": null', b'"usage":\tnull', b'"usage" : null',
+    b'"usage":  \t :null', b'"usage":nul', b'"usage":{"total_tokens":3}', b'"usage":',
+    b'"error"', b'"error":{"message":"x"}', b'error', b'usage', b'null', b"nul",
+    b'"choices":[{"delta":{"content":"hi \\"usage\\" there"}}]', b",", b":", b" ", b"\t",
+    b"{", b"}", b'"', b"\\", "é".encode(), b"\x00", b"data: ",
+]  # fmt: skip
+_chunks = st.one_of(
+    st.lists(st.sampled_from(_PIECES), max_size=8).map(b"".join),
+    st.binary(max_size=64),
+    st.builds(lambda body: b"data: {" + body + b"}\n\n", st.binary(max_size=40)),
+)
+_EVENT = (
+    b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,'
+    b'"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}\n\n'
+)
+
+
+def test_the_compiled_steps_are_the_ones_installed() -> None:
+    # The set-up builds the extension; without a compiler sserelay falls back to Python
+    # and stays correct, but that must not happen silently where the benchmark runs.
+    assert speedups.COMPILED
+    assert speedups.plain_event is _speedups.plain_event
+    assert speedups.http_chunk is _speedups.http_chunk
+    assert speedups.usage_present is _speedups.usage_present
+
+
+@given(_chunks)
+@example(_EVENT)
+@example(b"data: {}\n\n")
+@example(b"data: }\n\n")
+@example(b"data: {\n\n")
+@example(b'data: {"usage":null}\n\n')
+@example(b'data: {"usage":\n\n')
+@example(b'data: {"usage": {"prompt_tokens": 1}}\n\n')
+@example(b'data: {"x":"\\"error\\""}\n\n')
+@example(b'data: {"x":1}\r\n\n')
+@example(b'data: {"x":1}\n\n\n')
+@example(b'data: {"a":1}\ndata: {"b":2}\n\n')
+def test_plain_event_in_c_answers_as_its_python_definition(chunk: bytes) -> None:
+    assert _speedups.plain_event(chunk) is speedups.plain_event_py(chunk)
+
+
+@given(_chunks)
+@example(b'"usage":null')
+@example(b'"usage"')
+@example(b'"usage":nul')
+@example(b'"usage": \t:null}')
+@example(b'"usage":         null')  # the value starts past the 9 bytes looked at
+@example(b'"usage":{},"usage":null')  # only the first key counts
+def test_usage_present_in_c_answers_as_its_python_definition(chunk: bytes) -> None:
+    assert _speedups.usage_present(chunk) is speedups.usage_present_py(chunk)
+
+
+@given(st.one_of(st.binary(max_size=300), st.sampled_from([b"", b"x" * 15, b"x" * 16])))
+def test_http_chunk_in_c_frames_as_its_python_definition(data: bytes) -> None:
+    assert _speedups.http_chunk(data) == speedups.http_chunk_py(data)
+
+
+def test_http_chunk_in_c_writes_long_lengths_in_full_hex() -> None:
+    data = b"a" * 0x12345
+    framed = _speedups.http_chunk(data)
+    assert framed == b"12345\r\n" + data + b"\r\n"
+
+
+@pytest.mark.parametrize("step", [_speedups.plain_event, _speedups.usage_present,
+                                  _speedups.http_chunk])  # fmt: skip
+def test_compiled_steps_refuse_anything_but_bytes_by_name(step: object) -> None:
+    with pytest.raises(TypeError, match="takes bytes, not str"):
+        step("data: {}\n\n")  # type: ignore[operator]
