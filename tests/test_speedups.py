@@ -4,6 +4,7 @@ definitions (sserelay/speedups.py), and they are the ones this install runs."""
 from __future__ import annotations
 
 import pytest
+from hiredis import pack_command
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -37,6 +38,9 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.plain_event is _speedups.plain_event
     assert speedups.http_chunk is _speedups.http_chunk
     assert speedups.usage_present is _speedups.usage_present
+    assert speedups.http_entry is _speedups.http_entry
+    assert speedups.between is _speedups.between
+    assert speedups.resp_command is _speedups.resp_command
 
 
 @given(_chunks)
@@ -77,8 +81,78 @@ def test_http_chunk_in_c_writes_long_lengths_in_full_hex() -> None:
     assert framed == b"12345\r\n" + data + b"\r\n"
 
 
+@given(st.binary(max_size=20), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+       st.binary(max_size=300))  # fmt: skip
+@example(b"id: s1:", 1, b"data: x\n\n")
+@example(b"", 0, b"")
+def test_http_entry_in_c_frames_as_its_python_definition(
+    prefix: bytes, seq: int, payload: bytes
+) -> None:
+    assert _speedups.http_entry(prefix, seq, payload) == speedups.http_entry_py(
+        prefix, seq, payload
+    )
+
+
+_affixes = st.sampled_from([b"", b"d", b"data: {", b"}\n\n", b'"}}]}\n\n', b"ab"])
+
+
+@given(st.one_of(_chunks, st.builds(bytes.__add__, _affixes, _chunks)), _affixes, _affixes)
+@example(b"ab", b"ab", b"ab")  # long enough for each affix, not for both
+@example(b"aba", b"ab", b"ba")
+@example(b"abba", b"ab", b"ba")
+def test_between_in_c_answers_as_its_python_definition(
+    payload: bytes, prefix: bytes, suffix: bytes
+) -> None:
+    assert _speedups.between(payload, prefix, suffix) == speedups.between_py(
+        payload, prefix, suffix
+    )
+
+
 @pytest.mark.parametrize("step", [_speedups.plain_event, _speedups.usage_present,
                                   _speedups.http_chunk])  # fmt: skip
 def test_compiled_steps_refuse_anything_but_bytes_by_name(step: object) -> None:
     with pytest.raises(TypeError, match="takes bytes, not str"):
         step("data: {}\n\n")  # type: ignore[operator]
+
+
+def test_compiled_entry_steps_refuse_wrong_arguments_in_words() -> None:
+    with pytest.raises(TypeError, match="takes bytes, an int and bytes"):
+        _speedups.http_entry("id: ", 1, b"x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="3 arguments"):
+        _speedups.http_entry(b"id: ", 1)  # type: ignore[call-arg]
+    with pytest.raises(OverflowError):
+        _speedups.http_entry(b"id: ", 2**64, b"x")
+    with pytest.raises(TypeError, match="takes bytes"):
+        _speedups.between(b"x", "x", b"")  # type: ignore[arg-type]
+
+
+_resp_args = st.one_of(
+    st.binary(max_size=40),
+    st.text(max_size=20),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+)
+
+
+@given(st.lists(_resp_args, max_size=12).map(tuple))
+@example(("EVALSHA", "f" * 40, 2, "sserelay:s1:log", "sserelay:s1:meta", 10_000, b"data: x"))
+@example(())
+def test_resp_command_in_c_packs_as_its_python_definition_and_as_hiredis(
+    command: tuple[bytes | str | int, ...],
+) -> None:
+    packed = _speedups.resp_command(command)
+    assert packed == speedups.resp_command_py(command)
+    if command:  # hiredis refuses an empty command
+        # hiredis writes a bool as its class's name; the writer never sends one.
+        plain = tuple(int(a) if isinstance(a, bool) else a for a in command)
+        assert _speedups.resp_command(plain) == pack_command(plain)
+
+
+def test_resp_command_refuses_other_arguments_in_words() -> None:
+    for step in (_speedups.resp_command, speedups.resp_command_py):
+        with pytest.raises(TypeError, match="takes bytes, str and int arguments, not float"):
+            step(("SET", "k", 1.5))  # type: ignore[arg-type]
+        with pytest.raises(OverflowError):
+            step(("SET", "k", 2**63))
+    with pytest.raises(TypeError, match="takes a tuple, not list"):
+        _speedups.resp_command(["PING"])  # type: ignore[arg-type]

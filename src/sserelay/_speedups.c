@@ -1,4 +1,4 @@
-/* Two steps of the relay's per-chunk path in C: sserelay/speedups.py defines both in Python,
+/* Steps of the relay's per-chunk path in C: sserelay/speedups.py defines both in Python,
  * says what each must return, and is what runs where this module was not built. The tests
  * (tests/test_speedups.py) hold the two to the same answers.
  *
@@ -70,6 +70,181 @@ speedups_plain_event(PyObject *module, PyObject *arg)
     Py_RETURN_TRUE;
 }
 
+/* The length of a chunk's size line for `n` bytes, written at `out` (at least 18 bytes). */
+static Py_ssize_t
+size_line(char *out, Py_ssize_t n)
+{
+    static const char HEX[] = "0123456789abcdef";
+    char digits[2 * sizeof(size_t)];
+    int count = 0;
+    size_t left = (size_t)n;
+    do {
+        digits[sizeof digits - 1 - count++] = HEX[left & 15];
+        left >>= 4;
+    } while (left);
+    memcpy(out, digits + sizeof digits - count, (size_t)count);
+    out[count] = '\r';
+    out[count + 1] = '\n';
+    return count + 2;
+}
+
+/* `value` in decimal at `out` (at least 20 bytes); its length. */
+static int
+decimal(char *out, long long value)
+{
+    char digits[20];
+    int count = 0;
+    unsigned long long left = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    do {
+        digits[sizeof digits - 1 - count++] = (char)('0' + left % 10);
+        left /= 10;
+    } while (left);
+    int sign = value < 0;
+    if (sign) {
+        out[0] = '-';
+    }
+    memcpy(out + sign, digits + sizeof digits - count, (size_t)count);
+    return count + sign;
+}
+
+/* speedups.http_entry: http_chunk(prefix + decimal seq + LF + payload), in one allocation. */
+static PyObject *
+speedups_http_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "http_entry() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *prefix = args[0], *payload = args[2];
+    if (!PyBytes_Check(prefix) || !PyBytes_Check(payload)) {
+        PyErr_SetString(PyExc_TypeError, "http_entry() takes bytes, an int and bytes");
+        return NULL;
+    }
+    long long seq = PyLong_AsLongLong(args[1]);
+    if (seq == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    char number[24];
+    int digits = decimal(number, seq);
+    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), n = PyBytes_GET_SIZE(payload);
+    Py_ssize_t body = plen + digits + 1 + n;
+    char head[24];
+    Py_ssize_t hlen = size_line(head, body);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, hlen + body + 2);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, head, (size_t)hlen);
+    p += hlen;
+    memcpy(p, PyBytes_AS_STRING(prefix), (size_t)plen);
+    p += plen;
+    memcpy(p, number, (size_t)digits);
+    p += digits;
+    *p++ = '\n';
+    memcpy(p, PyBytes_AS_STRING(payload), (size_t)n);
+    p += n;
+    *p++ = '\r';
+    *p = '\n';
+    return out;
+}
+
+/* speedups.between: payload without `prefix` and `suffix` if it has both (not overlapping),
+ * else None. */
+static PyObject *
+speedups_between(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "between() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *payload = args[0], *prefix = args[1], *suffix = args[2];
+    if (!PyBytes_Check(payload) || !PyBytes_Check(prefix) || !PyBytes_Check(suffix)) {
+        PyErr_SetString(PyExc_TypeError, "between() takes bytes");
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(payload);
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), slen = PyBytes_GET_SIZE(suffix);
+    if (n < plen + slen || memcmp(s, PyBytes_AS_STRING(prefix), (size_t)plen) != 0
+        || memcmp(s + n - slen, PyBytes_AS_STRING(suffix), (size_t)slen) != 0) {
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize(s + plen, n - plen - slen);
+}
+
+/* One argument of a Redis command as bytes: its pointer and length; ints are written into
+ * `digits` (at least 20 bytes). 0 on success, -1 with an exception set. */
+static int
+resp_argument(PyObject *arg, const char **data, Py_ssize_t *size, char *digits)
+{
+    if (PyBytes_Check(arg)) {
+        *data = PyBytes_AS_STRING(arg);
+        *size = PyBytes_GET_SIZE(arg);
+        return 0;
+    }
+    if (PyUnicode_Check(arg)) {
+        *data = PyUnicode_AsUTF8AndSize(arg, size);
+        return *data == NULL ? -1 : 0;
+    }
+    if (PyLong_Check(arg)) {
+        long long value = PyLong_AsLongLong(arg);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        *data = digits;
+        *size = decimal(digits, value);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "resp_command() takes bytes, str and int arguments, not %.100s",
+                 Py_TYPE(arg)->tp_name);
+    return -1;
+}
+
+/* speedups.resp_command: a command in Redis' protocol (RESP2): `*<count>` then each
+ * argument as a bulk string `$<length>` CRLF bytes CRLF. */
+static PyObject *
+speedups_resp_command(PyObject *module, PyObject *command)
+{
+    if (!PyTuple_Check(command)) {
+        PyErr_Format(PyExc_TypeError, "resp_command() takes a tuple, not %.100s",
+                     Py_TYPE(command)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(command);
+    char digits[24], number[24];
+    const char *data;
+    Py_ssize_t size, total = 1 + decimal(number, count) + 2;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (resp_argument(PyTuple_GET_ITEM(command, i), &data, &size, digits) < 0) {
+            return NULL;
+        }
+        total += 1 + decimal(number, size) + 2 + size + 2;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *p = PyBytes_AS_STRING(out);
+    *p++ = '*';
+    p += decimal(p, count);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (Py_ssize_t i = 0; i < count; i++) {
+        /* Cannot fail now: every argument converted in the first pass. */
+        resp_argument(PyTuple_GET_ITEM(command, i), &data, &size, digits);
+        *p++ = '$';
+        p += decimal(p, size);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, data, (size_t)size);
+        p += size;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return out;
+}
+
 /* speedups.http_chunk: `data` as one piece of a chunked HTTP/1.1 body (RFC 9112, 7.1):
  * its length in lower-case hex, CRLF, the bytes, CRLF. */
 static PyObject *
@@ -80,24 +255,16 @@ speedups_http_chunk(PyObject *module, PyObject *arg)
                      Py_TYPE(arg)->tp_name);
         return NULL;
     }
-    static const char HEX[] = "0123456789abcdef";
     Py_ssize_t n = PyBytes_GET_SIZE(arg);
-    char size[2 * sizeof(size_t)];
-    int digits = 0;
-    size_t left = (size_t)n;
-    do {
-        size[sizeof size - 1 - digits++] = HEX[left & 15];
-        left >>= 4;
-    } while (left);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, digits + 2 + n + 2);
+    char head[24];
+    Py_ssize_t hlen = size_line(head, n);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, hlen + n + 2);
     if (out == NULL) {
         return NULL;
     }
     char *p = PyBytes_AS_STRING(out);
-    memcpy(p, size + sizeof size - digits, (size_t)digits);
-    p += digits;
-    *p++ = '\r';
-    *p++ = '\n';
+    memcpy(p, head, (size_t)hlen);
+    p += hlen;
     memcpy(p, PyBytes_AS_STRING(arg), (size_t)n);
     p += n;
     *p++ = '\r';
@@ -113,6 +280,13 @@ static PyMethodDef speedups_methods[] = {
      "Whether `\"usage\"` occurs with a value other than null (see sserelay.speedups)."},
     {"http_chunk", speedups_http_chunk, METH_O,
      "`data` framed as one piece of a chunked HTTP/1.1 body (see sserelay.speedups)."},
+    {"http_entry", (PyCFunction)(void (*)(void))speedups_http_entry, METH_FASTCALL,
+     "A log entry's event (`prefix`, seq, LF, payload) as one HTTP chunk (see "
+     "sserelay.speedups)."},
+    {"between", (PyCFunction)(void (*)(void))speedups_between, METH_FASTCALL,
+     "`payload` without `prefix` and `suffix`, or None (see sserelay.speedups)."},
+    {"resp_command", speedups_resp_command, METH_O,
+     "A command (a tuple of bytes, str and int) in Redis' protocol (see sserelay.speedups)."},
     {NULL, NULL, 0, NULL},
 };
 

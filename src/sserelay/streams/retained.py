@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import overload
 
+from sserelay.speedups import between
+
 __all__ = ["RetainedPayloads"]
 
 # Affixes are worth keeping only when they save at least this much per payload.
@@ -35,8 +37,7 @@ _BOUNDARIES = b'":,{}[]\n'
 class RetainedPayloads(Sequence[bytes]):
     """The last `maxlen` payloads appended, as a sequence of bytes."""
 
-    __slots__ = ("_cut", "_items", "_last", "_learning", "_plen", "_prefix", "_slen", "_suffix",
-                 "maxlen")  # fmt: skip
+    __slots__ = ("_cut", "_items", "_last", "_learning", "_prefix", "_suffix", "maxlen")
 
     def __init__(self, maxlen: int) -> None:
         # A middle (bytes) between the stream's prefix and suffix, or a whole payload kept
@@ -45,21 +46,13 @@ class RetainedPayloads(Sequence[bytes]):
         self.maxlen = maxlen
         self._prefix = self._suffix = b""
         self._cut = 0  # len(prefix) + len(suffix); 0 until learned
-        self._plen = self._slen = 0
         self._last: bytes | None = None
         self._learning = _LEARN_PAIRS
 
     def append(self, payload: bytes) -> None:
-        cut = self._cut
-        if cut:
-            if (
-                len(payload) >= cut
-                and payload.startswith(self._prefix)
-                and payload.endswith(self._suffix)
-            ):
-                self._items.append(payload[self._plen : len(payload) - self._slen])
-            else:
-                self._items.append((payload,))
+        if self._cut:
+            middle = between(payload, self._prefix, self._suffix)  # one C call per chunk
+            self._items.append((payload,) if middle is None else middle)
             return
         if not self._learning:
             self._items.append(payload)  # nothing shared: kept as it is (empty affixes)
@@ -82,7 +75,6 @@ class RetainedPayloads(Sequence[bytes]):
         suffix = suffix[min(starts) :] if starts else b""
         if len(prefix) + len(suffix) >= _MIN_SAVING:
             self._prefix, self._suffix = prefix, suffix
-            self._plen, self._slen = len(prefix), len(suffix)
             self._cut = len(prefix) + len(suffix)
 
     @overload

@@ -50,6 +50,9 @@ class Channel(Protocol):
         """Send `data` now; False when the client is not keeping up (wait for `drain`) or
         has gone (`gone`)."""
 
+    def write_chunk(self, chunk: bytes) -> bool:
+        """`write`, for bytes already framed as one HTTP chunk (`speedups.http_chunk`)."""
+
     @property
     def gone(self) -> bool: ...
 
@@ -86,6 +89,14 @@ class _TransportChannel:
         if self._cycle.disconnected:
             return False
         self._transport.write(http_chunk(data))
+        self.sent += 1
+        return not self._flow.write_paused
+
+    def write_chunk(self, chunk: bytes) -> bool:
+        # `write`'s body again rather than a call from it: one Python call less per chunk.
+        if self._cycle.disconnected:
+            return False
+        self._transport.write(chunk)
         self.sent += 1
         return not self._flow.write_paused
 

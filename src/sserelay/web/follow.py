@@ -19,6 +19,7 @@ from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE
 from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
+from sserelay.speedups import http_entry
 from sserelay.streams import End, Entry, Gap, LogItem, Moved, parse_event_id
 from sserelay.web.event_stream import Channel, EventStreamResponse
 from sserelay.web.query import query_params
@@ -133,11 +134,12 @@ async def _push(generations: Generations, stream_id: str, after: int, channel: C
 class _Tail:
     """One pushed follower's position, and what it does with each log item."""
 
-    __slots__ = ("_prefix", "_write", "pos", "stopped")
+    __slots__ = ("_prefix", "_write", "_write_chunk", "pos", "stopped")
 
     def __init__(self, stream_id: str, after: int, channel: Channel) -> None:
         self._prefix = b"id: " + stream_id.encode() + b":"
         self._write = channel.write
+        self._write_chunk = channel.write_chunk
         self.pos = after
         self.stopped: asyncio.Future[End | None] | None = None
 
@@ -147,7 +149,8 @@ class _Tail:
             return
         if type(item) is Entry:
             self.pos = item.seq
-            if not self._write(b"%s%d\n%s" % (self._prefix, item.seq, item.payload)):
+            # The id line and the payload framed as one HTTP chunk, in one C call.
+            if not self._write_chunk(http_entry(self._prefix, item.seq, item.payload)):
                 stopped.set_result(None)  # the client is not reading: catch up later
         elif type(item) is Gap:
             self.pos = item.last
