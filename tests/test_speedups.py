@@ -41,6 +41,8 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.http_entry is _speedups.http_entry
     assert speedups.between is _speedups.between
     assert speedups.resp_command is _speedups.resp_command
+    assert speedups.one_data_line is _speedups.one_data_line
+    assert speedups.plain_ascii_text is _speedups.plain_ascii_text
 
 
 @given(_chunks)
@@ -156,3 +158,26 @@ def test_resp_command_refuses_other_arguments_in_words() -> None:
             step(("SET", "k", 2**63))
     with pytest.raises(TypeError, match="takes a tuple, not list"):
         _speedups.resp_command(["PING"])  # type: ignore[arg-type]
+
+
+@given(_chunks)
+@example(b"data: \n\n")
+@example(b"data: x\n\n")
+@example(b"data:x\n\n")
+@example(b"data: x\r\n\n")
+@example(b"data: x\n\n\n")
+@example(b"data: \n")
+def test_one_data_line_in_c_answers_as_its_python_definition(chunk: bytes) -> None:
+    assert _speedups.one_data_line(chunk) == speedups.one_data_line_py(chunk)
+
+
+@given(st.one_of(st.binary(max_size=30), st.text(max_size=10).map(str.encode)))
+@example(b" ~")
+@example(b"\x7f")
+@example(b"\x1f")
+@example(b'"')
+@example(b"\\")
+@example("é".encode())
+@example(b"")
+def test_plain_ascii_text_in_c_answers_as_its_python_definition(text: bytes) -> None:
+    assert _speedups.plain_ascii_text(text) is speedups.plain_ascii_text_py(text)

@@ -245,6 +245,46 @@ speedups_resp_command(PyObject *module, PyObject *command)
     return out;
 }
 
+/* speedups.one_data_line: the value of `chunk` if it is exactly `data: <value>\n\n` with no
+ * other line break; else None. */
+static PyObject *
+speedups_one_data_line(PyObject *module, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "one_data_line() takes bytes, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    if (n < 8 || memcmp(s, "data: ", 6) != 0 || s[n - 1] != '\n'
+        || memchr(s, '\n', (size_t)n) != s + n - 2 || memchr(s, '\r', (size_t)n) != NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize(s + 6, n - 8);
+}
+
+/* speedups.plain_ascii_text: every byte printable ASCII (0x20-0x7e), none a quote or a
+ * backslash: a JSON string literal's content that is its text as it is. */
+static PyObject *
+speedups_plain_ascii_text(PyObject *module, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "plain_ascii_text() takes bytes, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 /* speedups.http_chunk: `data` as one piece of a chunked HTTP/1.1 body (RFC 9112, 7.1):
  * its length in lower-case hex, CRLF, the bytes, CRLF. */
 static PyObject *
@@ -287,6 +327,11 @@ static PyMethodDef speedups_methods[] = {
      "`payload` without `prefix` and `suffix`, or None (see sserelay.speedups)."},
     {"resp_command", speedups_resp_command, METH_O,
      "A command (a tuple of bytes, str and int) in Redis' protocol (see sserelay.speedups)."},
+    {"one_data_line", speedups_one_data_line, METH_O,
+     "The value of a read that is exactly one `data: ` line and a blank line, or None (see "
+     "sserelay.speedups)."},
+    {"plain_ascii_text", speedups_plain_ascii_text, METH_O,
+     "Whether bytes are printable ASCII with no quote or backslash (see sserelay.speedups)."},
     {NULL, NULL, 0, NULL},
 };
 

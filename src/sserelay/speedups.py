@@ -14,8 +14,8 @@ arguments as a tuple; in C the same checks are a few `memchr`/`memmem` calls.
 from __future__ import annotations
 
 __all__ = [
-    "COMPILED", "between", "http_chunk", "http_entry", "plain_event", "resp_command",
-    "usage_present",
+    "COMPILED", "between", "http_chunk", "http_entry", "one_data_line", "plain_ascii_text",
+    "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
 _CR = 0x0D
@@ -98,11 +98,37 @@ def resp_command_py(command: tuple[bytes | str | int, ...]) -> bytes:
     return b"".join(parts)
 
 
+def one_data_line_py(chunk: bytes) -> bytes | None:
+    """The value of `chunk` if it is exactly one event of one line, `data: <value>\\n\\n`
+    (no CR, no other LF); else None. Most reads of an LLM stream are."""
+    if (
+        chunk[:6] == b"data: "
+        and chunk[-2:] == b"\n\n"
+        and chunk.find(_LF) == len(chunk) - 2
+        and _CR not in chunk
+    ):
+        return chunk[6:-2]
+    return None
+
+
+def plain_ascii_text_py(text: bytes) -> bool:
+    """Whether every byte is printable ASCII (0x20-0x7e) and none is a quote or a backslash:
+    inside a JSON string literal, such bytes are the string's text as they are."""
+    return (
+        text.isascii()
+        and text.find(b'"') < 0
+        and text.find(b"\\") < 0
+        and text.decode("ascii").isprintable()
+    )
+
+
 try:
     from sserelay._speedups import (
         between,
         http_chunk,
         http_entry,
+        one_data_line,
+        plain_ascii_text,
         plain_event,
         resp_command,
         usage_present,
@@ -110,6 +136,7 @@ try:
 except ImportError:  # not built here: the definitions above, a few hundred ns slower
     COMPILED = False
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
+    one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py
 else:
     COMPILED = True

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sserelay.codec import ServerSentEvent, SSEDecodeError, SSEDecoder
 
@@ -360,3 +362,38 @@ def test_server_sent_event_defaults_and_immutability() -> None:
     assert (event.event, event.id, event.retry) == ("message", "", None)
     with pytest.raises(AttributeError):
         event.data = "y"  # type: ignore[misc]
+
+
+# -- take_data_line: the undecoded one-event read --------------------------------------------
+
+_TAKE_CHUNKS = [
+    b"data: one\n\n", b"data: {\"a\":1}\n\n", b"data: \n\n", b"data:x\n\n", b"id: 7\n",
+    b"id: 8\n\n", b"data: a\ndata: b\n\n", b"data: cut", b" short\n\n", b"data: x\r\n\r\n",
+    b"event: e\n", b"retry: 5\n", b": comment\n\n", b"\xef\xbb\xbfdata: bom\n\n", b"\n",
+    b"data: caf\xc3\xa9\n\n", b"data: \xff\n\n",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_TAKE_CHUNKS), max_size=10))
+def test_take_data_line_then_feed_decodes_as_feed_alone(chunks: list[bytes]) -> None:
+    """Taking a read's data line (and feeding what is declined) gives the events, in order,
+    and the last event ID that feeding every read gives."""
+    fed, taking = SSEDecoder(), SSEDecoder()
+    expected: list[tuple[str, str, str]] = []
+    got: list[tuple[str, str, str]] = []
+    for chunk in chunks:
+        expected += [(e.data, e.event, e.id) for e in fed.feed(chunk)]
+        line = taking.take_data_line(chunk)
+        if line is not None:
+            got.append((line.decode("utf-8", "replace"), "message", taking.last_event_id))
+        else:
+            got += [(e.data, e.event, e.id) for e in taking.feed(chunk)]
+        assert taking.last_event_id == fed.last_event_id
+    assert got == expected
+
+
+def test_take_data_line_declines_a_line_past_the_limit() -> None:
+    decoder = SSEDecoder(max_line_bytes=16)
+    decoder.feed(b"data: first\n\n")
+    assert decoder.take_data_line(b"data: " + b"x" * 11 + b"\n\n") is None
+    assert decoder.take_data_line(b"data: " + b"x" * 10 + b"\n\n") == b"x" * 10

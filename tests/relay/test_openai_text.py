@@ -95,3 +95,32 @@ def test_chunks_that_vary_elsewhere_stop_being_learned(
     chunks = [chat(f"t{i}", tail=f',"obfuscation":"{i:04x}"') for i in range(50)]
     assert [reader(c) for c in chunks] == [(f"t{i}", None) for i in range(50)]
     assert len(calls) == 50 + openai_text._LEARNING
+
+
+def _through_plain_text(reader: TextReader, data: str) -> object:
+    """What the article's push path does: the bytes check first, the reader if it declines."""
+    text = reader.plain_text(data.encode())
+    if text is not None:
+        return (text.decode(), None)
+    return outcome(reader, data)
+
+
+@pytest.mark.parametrize("tricky", TRICKY)
+def test_plain_text_on_bytes_answers_as_the_reader_and_a_parse_would(tricky: str) -> None:
+    """The undecoded path gives the text a parse would, or declines so the reader decides."""
+    reader = TextReader(True, redact)
+    for data in [chat("one"), chat("two"), chat("three"), tricky, chat("four"), chat("")]:
+        assert _through_plain_text(reader, data) == outcome(
+            lambda d: read_text_event(d, True, redact), data
+        )
+
+
+def test_plain_text_takes_only_printable_ascii_from_a_learned_template() -> None:
+    reader = TextReader(True, redact)
+    assert reader.plain_text(chat("one").encode()) is None  # nothing learned yet
+    for data in [chat("one"), chat("two"), chat("three")]:
+        outcome(reader, data)
+    assert reader.plain_text(chat(" four, five").encode()) == b" four, five"
+    for declined in ["naïve", "tab\there", 'a "quote"', "back\\slash", "line\nbreak"]:
+        assert reader.plain_text(chat(declined).encode()) is None, declined
+    assert reader.plain_text(chat("x", tail=',"usage":null').encode()) is None

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from sserelay.speedups import one_data_line
+
 __all__ = ["SSEDecodeError", "SSEDecoder", "ServerSentEvent"]
 
 _BOM = b"\xef\xbb\xbf"
@@ -166,6 +168,27 @@ class SSEDecoder:
             )
         self._pending += tail
         return events
+
+    def take_data_line(self, chunk: bytes) -> bytes | None:
+        """The data of `chunk`, as bytes, when it is exactly one event of one `data: ` line
+        and the decoder holds nothing: what `feed` would return as one "message" event, for
+        a consumer that can use the bytes as they are. None otherwise, and nothing changed:
+        `feed` the chunk instead."""
+        if (
+            self._at_stream_start
+            or self._skip_lf
+            or self._pending
+            or self._data
+            or self._event_type
+            or self._block_retry is not None
+            or self._error is not None
+            or len(chunk) - 2 > min(self.max_line_bytes, self.max_event_bytes + 5)
+        ):
+            return None
+        line = one_data_line(chunk)
+        if line is not None:
+            self.last_event_id = self._id_buffer  # as a dispatch sets it
+        return line
 
     def _whole_data_events(self, chunk: bytes) -> list[ServerSentEvent] | None:
         """The events of a chunk made only of whole `data: <one line>` events, as most reads

@@ -136,10 +136,15 @@ class UpstreamStream:
         self,
         on_event: Callable[[ServerSentEvent], bool],
         on_end: Callable[[UpstreamError | None], None],
+        on_data_line: Callable[[bytes], bool | None] | None = None,
     ) -> None:
         """`events()`, pushed: `on_event` is called with each event in the call that read it
         (return False to stop), then `on_end(None)` when the body ended cleanly, or
-        `on_end(error)` when it broke, timed out or was not a valid event stream."""
+        `on_end(error)` when it broke, timed out or was not a valid event stream.
+
+        `on_data_line`, if given, is offered the data of each read that is one event of one
+        `data:` line, undecoded (`SSEDecoder.take_data_line`): True or False when it took
+        it (False: stop), None to have it decoded and passed to `on_event` as usual."""
         assert self._response is not None, "use `async with` first"
         response = self._response
         decoder = SSEDecoder()
@@ -150,8 +155,16 @@ class UpstreamStream:
             watchdog.stop()
             response.detach()
 
+        take = decoder.take_data_line if on_data_line is not None else None
+
         def on_data(chunk: bytes) -> None:
             watchdog.reads += 1
+            if take is not None and (line := take(chunk)) is not None:
+                went_on = on_data_line(line)  # type: ignore[misc]
+                if went_on is not None:
+                    if not went_on:
+                        stop()
+                    return
             try:
                 for event in feed(chunk):
                     if not on_event(event):

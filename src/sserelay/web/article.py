@@ -23,7 +23,7 @@ from sserelay.codec import DONE, ServerSentEvent
 from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE, error_event, text_events
 from sserelay.relay.generation import POLICIES, Generations, Outcome, Policy
-from sserelay.relay.openai_text import Kind, TextReader, ended_early, text_deltas
+from sserelay.relay.openai_text import END_MARKER, Kind, TextReader, ended_early, text_deltas
 from sserelay.relay.stream_format import Emit, Pushed
 from sserelay.settings import Settings
 from sserelay.streams import Ending
@@ -33,6 +33,7 @@ from sserelay.web.errors import RequestError
 from sserelay.web.follow import follow_response, requested_resume, resume_response
 from sserelay.web.query import query_params
 
+_END_MARKER = END_MARKER.encode()  # model text that must go as two events (text_events)
 _ROLES = frozenset({"system", "user", "assistant", "developer"})
 
 
@@ -265,6 +266,21 @@ class ArticlePayloads(Pushed):
                 return False
             return True
 
+        plain_text = read.plain_text
+
+        def on_data_line(data: bytes) -> bool | None:
+            # The usual read: the template around plain ASCII text, whose event is
+            # `data: <text>` as it is (what text_events makes of it); no str on the way.
+            text = plain_text(data)
+            if text is None or text == _END_MARKER:
+                return None  # decoded and read by on_event
+            if text:
+                outcome.completion_chunks += 1
+                if not emit(b"data: " + text + b"\n\n"):
+                    ended.set_result(None)  # the log takes no more
+                    return False
+            return True
+
         def on_end(error: UpstreamError | None) -> None:
             finish(error if error is not None else ended_early())
 
@@ -273,7 +289,7 @@ class ArticlePayloads(Pushed):
         except UpstreamError as exc:
             finish(exc)  # failed before its first byte, after the response had started
             return
-        self._stream.push(on_event, on_end)
+        self._stream.push(on_event, on_end, on_data_line)
         await ended
 
     async def aclose(self) -> None:
