@@ -1,6 +1,6 @@
-/* Steps of the relay's per-chunk path in C: sserelay/speedups.py defines both in Python,
- * says what each must return, and is what runs where this module was not built. The tests
- * (tests/test_speedups.py) hold the two to the same answers.
+/* Steps of the relay's per-chunk path in C. sserelay/speedups.py defines each in Python,
+ * which says what it must return and is what runs where this module was not built; the
+ * tests (tests/test_speedups.py) hold the two to the same answers.
  *
  * Why C: in CPython 3.11 these few byte checks cost more than the parse of the chunk's
  * HTTP framing that precedes them: every slice is an allocation and every bytes.find()
