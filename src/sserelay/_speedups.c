@@ -17,6 +17,18 @@ static const char ERROR_WORD[] = "\"error\"";
 static const char OBJECT_START[] = "data: {";
 static const char OBJECT_END[] = "}\n\n";
 
+/* Whether `arg` is bytes; if not, a TypeError naming `function` and the type given. */
+static int
+is_bytes(PyObject *arg, const char *function)
+{
+    if (PyBytes_Check(arg)) {
+        return 1;
+    }
+    PyErr_Format(PyExc_TypeError, "%s() takes bytes, not %.100s", function,
+                 Py_TYPE(arg)->tp_name);
+    return 0;
+}
+
 /* speedups.usage_present: `"usage"` occurs, and its value (after spaces, tabs and the
  * colon, within the 9 bytes after the key) is not `null`. Only the first occurrence counts. */
 static int
@@ -37,9 +49,7 @@ usage_present(const char *s, Py_ssize_t n)
 static PyObject *
 speedups_usage_present(PyObject *module, PyObject *arg)
 {
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "usage_present() takes bytes, not %.100s",
-                     Py_TYPE(arg)->tp_name);
+    if (!is_bytes(arg, "usage_present")) {
         return NULL;
     }
     return PyBool_FromLong(usage_present(PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
@@ -50,9 +60,7 @@ speedups_usage_present(PyObject *module, PyObject *arg)
 static PyObject *
 speedups_plain_event(PyObject *module, PyObject *arg)
 {
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "plain_event() takes bytes, not %.100s",
-                     Py_TYPE(arg)->tp_name);
+    if (!is_bytes(arg, "plain_event")) {
         return NULL;
     }
     const char *s = PyBytes_AS_STRING(arg);
@@ -107,27 +115,15 @@ decimal(char *out, long long value)
     return count + sign;
 }
 
-/* speedups.http_entry: http_chunk(prefix + decimal seq + LF + payload), in one allocation. */
+/* One piece of a chunked HTTP/1.1 body (RFC 9112, 7.1) holding `count` parts in order,
+ * in one allocation: the parts' length in lower-case hex, CRLF, the parts, CRLF. */
 static PyObject *
-speedups_http_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+chunk_of(const char *const *parts, const Py_ssize_t *sizes, int count)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "http_entry() takes 3 arguments (%zd given)", nargs);
-        return NULL;
+    Py_ssize_t body = 0;
+    for (int i = 0; i < count; i++) {
+        body += sizes[i];
     }
-    PyObject *prefix = args[0], *payload = args[2];
-    if (!PyBytes_Check(prefix) || !PyBytes_Check(payload)) {
-        PyErr_SetString(PyExc_TypeError, "http_entry() takes bytes, an int and bytes");
-        return NULL;
-    }
-    long long seq = PyLong_AsLongLong(args[1]);
-    if (seq == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    char number[24];
-    int digits = decimal(number, seq);
-    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), n = PyBytes_GET_SIZE(payload);
-    Py_ssize_t body = plen + digits + 1 + n;
     char head[24];
     Py_ssize_t hlen = size_line(head, body);
     PyObject *out = PyBytes_FromStringAndSize(NULL, hlen + body + 2);
@@ -137,16 +133,36 @@ speedups_http_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     char *p = PyBytes_AS_STRING(out);
     memcpy(p, head, (size_t)hlen);
     p += hlen;
-    memcpy(p, PyBytes_AS_STRING(prefix), (size_t)plen);
-    p += plen;
-    memcpy(p, number, (size_t)digits);
-    p += digits;
-    *p++ = '\n';
-    memcpy(p, PyBytes_AS_STRING(payload), (size_t)n);
-    p += n;
-    *p++ = '\r';
-    *p = '\n';
+    for (int i = 0; i < count; i++) {
+        memcpy(p, parts[i], (size_t)sizes[i]);
+        p += sizes[i];
+    }
+    p[0] = '\r';
+    p[1] = '\n';
     return out;
+}
+
+/* speedups.http_entry: http_chunk(prefix + decimal seq + LF + payload), in one allocation. */
+static PyObject *
+speedups_http_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "http_entry() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *prefix = args[0], *payload = args[2];
+    if (!is_bytes(prefix, "http_entry") || !is_bytes(payload, "http_entry")) {
+        return NULL;
+    }
+    long long seq = PyLong_AsLongLong(args[1]);
+    if (seq == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    char number[24];
+    const char *parts[] = {PyBytes_AS_STRING(prefix), number, "\n", PyBytes_AS_STRING(payload)};
+    Py_ssize_t sizes[] = {PyBytes_GET_SIZE(prefix), decimal(number, seq), 1,
+                          PyBytes_GET_SIZE(payload)};
+    return chunk_of(parts, sizes, 4);
 }
 
 /* speedups.between: payload without `prefix` and `suffix` if it has both (not overlapping),
@@ -159,8 +175,8 @@ speedups_between(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *payload = args[0], *prefix = args[1], *suffix = args[2];
-    if (!PyBytes_Check(payload) || !PyBytes_Check(prefix) || !PyBytes_Check(suffix)) {
-        PyErr_SetString(PyExc_TypeError, "between() takes bytes");
+    if (!is_bytes(payload, "between") || !is_bytes(prefix, "between")
+        || !is_bytes(suffix, "between")) {
         return NULL;
     }
     const char *s = PyBytes_AS_STRING(payload);
@@ -250,9 +266,7 @@ speedups_resp_command(PyObject *module, PyObject *command)
 static PyObject *
 speedups_one_data_line(PyObject *module, PyObject *arg)
 {
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "one_data_line() takes bytes, not %.100s",
-                     Py_TYPE(arg)->tp_name);
+    if (!is_bytes(arg, "one_data_line")) {
         return NULL;
     }
     const char *s = PyBytes_AS_STRING(arg);
@@ -269,9 +283,7 @@ speedups_one_data_line(PyObject *module, PyObject *arg)
 static PyObject *
 speedups_plain_ascii_text(PyObject *module, PyObject *arg)
 {
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "plain_ascii_text() takes bytes, not %.100s",
-                     Py_TYPE(arg)->tp_name);
+    if (!is_bytes(arg, "plain_ascii_text")) {
         return NULL;
     }
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(arg);
@@ -285,31 +297,16 @@ speedups_plain_ascii_text(PyObject *module, PyObject *arg)
     Py_RETURN_TRUE;
 }
 
-/* speedups.http_chunk: `data` as one piece of a chunked HTTP/1.1 body (RFC 9112, 7.1):
- * its length in lower-case hex, CRLF, the bytes, CRLF. */
+/* speedups.http_chunk: `data` as one piece of a chunked HTTP/1.1 body. */
 static PyObject *
 speedups_http_chunk(PyObject *module, PyObject *arg)
 {
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "http_chunk() takes bytes, not %.100s",
-                     Py_TYPE(arg)->tp_name);
+    if (!is_bytes(arg, "http_chunk")) {
         return NULL;
     }
-    Py_ssize_t n = PyBytes_GET_SIZE(arg);
-    char head[24];
-    Py_ssize_t hlen = size_line(head, n);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, hlen + n + 2);
-    if (out == NULL) {
-        return NULL;
-    }
-    char *p = PyBytes_AS_STRING(out);
-    memcpy(p, head, (size_t)hlen);
-    p += hlen;
-    memcpy(p, PyBytes_AS_STRING(arg), (size_t)n);
-    p += n;
-    *p++ = '\r';
-    *p = '\n';
-    return out;
+    const char *parts[] = {PyBytes_AS_STRING(arg)};
+    Py_ssize_t sizes[] = {PyBytes_GET_SIZE(arg)};
+    return chunk_of(parts, sizes, 1);
 }
 
 static PyMethodDef speedups_methods[] = {
