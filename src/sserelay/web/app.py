@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from importlib import resources
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sserelay.gateway import Gateway, GatewayConfig, gateway_routes
 from sserelay.limits import Limiter
@@ -57,11 +58,82 @@ async def simple_page(request: Request) -> Response:
 
 
 class SserelayApp(Starlette):
-    """Starlette, plus the server's own `send` kept in the scope for event-stream bodies."""
+    """Starlette, plus the server's own `send` kept in the scope for event-stream bodies,
+    and the streaming routes called without the router.
+
+    A request for one of `_HOT_PATHS` with a method its route takes goes through the same
+    middleware as any other (errors, telemetry, CORS, the exception handlers), built once
+    around that route's app instead of around the router: the router's regex scan and its
+    four coroutine frames are per request, and each suspended frame is scanned by every
+    garbage collection for as long as the stream lasts. Anything else, including a HEAD, a
+    405 and a path under a root path, takes Starlette's way.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Filled with the middleware stack, on the first call.
+        self._direct: dict[tuple[str, str], tuple[Route, ASGIApp]] = {}
+        self._direct_params: list[tuple[str, Route, ASGIApp]] = []
+
+    def build_middleware_stack(self) -> ASGIApp:
+        direct: dict[tuple[str, str], tuple[Route, ASGIApp]] = {}
+        with_params: list[tuple[str, Route, ASGIApp]] = []
+        for route in self.router.routes:
+            if not isinstance(route, Route) or route.path not in _HOT_PATHS:
+                continue
+            stack = self._stack_around(route.app)
+            for method in route.methods or ():
+                if method == "HEAD":
+                    continue
+                if route.param_convertors:
+                    with_params.append((method, route, stack))
+                else:
+                    direct[(method, route.path)] = (route, stack)
+        self._direct, self._direct_params = direct, with_params
+        return self._stack_around(self.router)
+
+    def _stack_around(self, inner: ASGIApp) -> ASGIApp:
+        # Starlette's own stack (Starlette.build_middleware_stack) with `inner` at its centre.
+        router = self.router
+        self.router = inner  # type: ignore[assignment]
+        try:
+            return super().build_middleware_stack()
+        finally:
+            self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[RAW_SEND_KEY] = send
+        if self.middleware_stack is None:  # as Starlette does, on the first call
+            self.middleware_stack = self.build_middleware_stack()
+        if scope["type"] == "http" and not scope.get("root_path"):
+            found = self._direct_route(scope)
+            if found is not None:
+                route, stack, params = found
+                scope["app"] = self
+                scope.setdefault("router", self.router)
+                scope["route"] = route
+                scope["endpoint"] = route.endpoint
+                scope["path_params"] = {**scope.get("path_params", {}), **params}
+                await stack(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    def _direct_route(self, scope: Scope) -> tuple[Route, ASGIApp, dict[str, Any]] | None:
+        method, path = scope["method"], scope["path"]
+        hit = self._direct.get((method, path))
+        if hit is not None:
+            return hit[0], hit[1], {}
+        for route_method, route, stack in self._direct_params:
+            if route_method != method:
+                continue
+            match = route.path_regex.match(path)
+            if match is not None:
+                params = {
+                    name: route.param_convertors[name].convert(value)
+                    for name, value in match.groupdict().items()
+                }
+                return route, stack, params
+        return None
 
 
 def make_stream_log(settings: Settings) -> StreamLog:

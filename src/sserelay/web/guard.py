@@ -15,6 +15,7 @@ checks cost nothing per streamed chunk.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,7 +103,16 @@ class Guard:
     def __init__(self, endpoint: Any, rules: RouteRules) -> None:
         self.endpoint = endpoint
         self.rules = rules
-        self.app: ASGIApp = request_response(endpoint)
+        # Awaited here, not through Starlette's `request_response`: that wraps the endpoint in
+        # the exception handlers a second time (the app's ExceptionMiddleware already runs
+        # them) at three coroutine frames and a closure per request.
+        self.app: ASGIApp = (
+            self._run if inspect.iscoroutinefunction(endpoint) else request_response(endpoint)
+        )
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
