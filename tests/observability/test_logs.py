@@ -14,6 +14,7 @@ import pytest
 
 from sserelay.observability import JsonFormatter, Telemetry
 from sserelay.observability.context import RequestContext
+from sserelay.observability.json_logging import log_fields
 from tests.conftest import PROVIDER_KEY
 from tests.gateway.conftest import wait_for
 from tests.observability.conftest import Observed
@@ -134,3 +135,30 @@ def test_each_line_carries_its_own_time() -> None:
         times.append(orjson.loads(formatter.format(record))["time"])
     assert times == ["2023-11-14T22:13:20.250Z", "2023-11-14T22:13:20.500Z",
                      "2023-11-14T22:14:21.000Z", "2023-11-14T22:13:20.750Z"]
+
+
+def test_log_fields_writes_the_line_logger_info_would(caplog: pytest.LogCaptureFixture) -> None:
+    """The request and stream lines skip LogRecord's constructor, not logging: the same
+    JSON as `logger.info(..., extra={"fields": ...})` but for the time, every attribute a
+    handler's format string may name, and nothing when the level is off."""
+    logger = logging.getLogger("sserelay.requests")
+    fields = {"event": "request", "request_id": "r2", "status": 200}
+    with caplog.at_level(logging.INFO, logger="sserelay.requests"):
+        log_fields(logger, "request", fields)
+        logger.info("request", extra={"fields": fields})
+    fast, slow = caplog.records[-2:]
+    formatter = JsonFormatter()
+    lines = [orjson.loads(formatter.format(record)) for record in (fast, slow)]
+    assert [{k: v for k, v in line.items() if k != "time"} for line in lines] == [
+        {"level": "info", "logger": "sserelay.requests", "message": "request", **fields}
+    ] * 2
+    assert abs(fast.created - slow.created) < 60 and 0 <= fast.msecs < 1000
+    classic = logging.Formatter(
+        "%(asctime)s %(name)s %(levelname)s %(module)s %(filename)s:%(lineno)d %(funcName)s "
+        "%(process)s %(thread)s %(relativeCreated)d %(message)s"
+    )
+    assert classic.format(fast).endswith(" request")
+    with caplog.at_level(logging.WARNING, logger="sserelay.requests"):
+        count = len(caplog.records)
+        log_fields(logger, "request", fields)
+        assert len(caplog.records) == count

@@ -14,9 +14,8 @@ draining stream) inherit it, and nothing outside a request ever sees one.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from .limiter import Permit
@@ -26,25 +25,30 @@ __all__ = ["claim_permit", "holding", "record_completion_tokens"]
 
 @dataclass(slots=True)
 class _Held:
+    """A permit being served under, and its own context manager (`holding`): one object per
+    request, where a generator-based one was two more, alive for the whole stream."""
+
     permit: Permit
     claimed: bool = False
     tokens_recorded: bool = False
+    _token: Token[_Held | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+        if not self.claimed:
+            self.permit.release()
 
 
 _current: ContextVar[_Held | None] = ContextVar("sserelay_permit", default=None)
 
 
-@contextlib.contextmanager
-def holding(permit: Permit) -> Iterator[None]:
+def holding(permit: Permit) -> AbstractContextManager[None]:
     """Serve a request under `permit`; released on exit unless something claimed it."""
-    held = _Held(permit)
-    token = _current.set(held)
-    try:
-        yield
-    finally:
-        _current.reset(token)
-        if not held.claimed:
-            permit.release()
+    return _Held(permit)
 
 
 def claim_permit() -> Permit | None:

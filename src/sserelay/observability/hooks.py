@@ -7,8 +7,7 @@ and resuming, generations (context.py explains how they find the request).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sserelay.observability.context import StreamMarks, current_request
@@ -29,15 +28,10 @@ __all__ = [
 _GENERATION_APIS = {"article": "article", "chat": "streams", "chat_completions": "chat"}
 
 
-@contextmanager
-def waiting_on_upstream() -> Iterator[None]:
+def waiting_on_upstream() -> AbstractContextManager[None]:
     """Time the block as waiting for the upstream (Server-Timing's `upstream`)."""
     ctx = current_request()
-    if ctx is None:
-        yield
-        return
-    with ctx.waiting_on_upstream():
-        yield
+    return nullcontext() if ctx is None else ctx.waiting_on_upstream()
 
 
 def upstream_failed(provider: str, status: int | str) -> None:

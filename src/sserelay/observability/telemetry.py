@@ -14,6 +14,7 @@ from typing import Any
 
 from sserelay.keys.ledger import UsageRow
 from sserelay.observability.context import RequestContext, StreamMarks, clock, current_request
+from sserelay.observability.json_logging import log_fields
 from sserelay.observability.metrics import LogSize, Metrics
 
 __all__ = ["Telemetry"]
@@ -52,7 +53,7 @@ class Telemetry:
             fields["prompt_tokens"], fields["completion_tokens"] = ctx.usage
         if ctx.prompt is not None:
             fields["prompt"] = ctx.prompt
-        _requests_log.info("request", extra={"fields": fields})
+        log_fields(_requests_log, "request", fields)
 
     # -- streams -------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class Telemetry:
             "chunks": marks.chunks, "bytes": marks.size, "ttft_ms": _ms(ttft),
             "duration_ms": _ms(now - ctx.started),
         }
-        _streams_log.info("stream", extra={"fields": fields})
+        log_fields(_streams_log, "stream", fields)
 
     def generation_ended(self, ctx: RequestContext, *, api: str, ending: str,
                          marks: StreamMarks, completion_chunks: int, stream_id: str) -> None:
