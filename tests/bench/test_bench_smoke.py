@@ -25,7 +25,8 @@ def _section(report: str, heading: str) -> str:
 
 def test_smoke_profile_writes_a_report_with_a_row_per_available_target(tmp_path: Path) -> None:
     """`python -m sserelay.bench --profile smoke --out DIR` exits 0 and writes DIR/benchmarks.md
-    with a measured row for every target that is available, and names every other one."""
+    with a measured row for every target that is available (its CPU split out into the
+    kernel's part), and names every other one."""
     out = tmp_path / "report"
     done = subprocess.run(
         [sys.executable, "-m", "sserelay.bench", "--profile", "smoke", "--out", str(out)],
@@ -54,6 +55,11 @@ def test_smoke_profile_writes_a_report_with_a_row_per_available_target(tmp_path:
         assert measured(Kind.NGINX)
     if importlib.util.find_spec("flask") is not None:
         assert measured(Kind.NAIVE)
+    article = next(line for line in load_table.splitlines()
+                   if line.startswith("| sserelay GET /completionChat (article) |"))
+    cells = [cell.strip().replace(",", "") for cell in article.split("|")[1:-1]]
+    total, kernel = float(cells[1]), float(cells[2])  # the kernel's part is part of the CPU
+    assert 0 <= kernel <= total
     assert re.search(r"Machine: \d+ cores \(", report), "the report names the machine"
     has_plot = (out / "benchmarks.png").exists()
     assert has_plot == (importlib.util.find_spec("matplotlib") is not None)

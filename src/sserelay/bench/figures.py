@@ -19,6 +19,7 @@ class Measurement:
     load: Load
     result: LoadResult
     cpu_s: float | None  # the relay's own processes; None for direct (there is no relay)
+    kernel_cpu_s: float | None  # the part of cpu_s spent in the kernel (system time)
     helper_cpu_s: float | None  # e.g. redis-server, which the relay makes work
     rss_before: int | None
     rss_peak: int | None
@@ -57,6 +58,7 @@ class Summary:
     load: Load
     runs: int
     cpu_us_per_chunk: float | None
+    kernel_us_per_chunk: float | None  # the kernel's part of cpu_us_per_chunk
     helper_us_per_chunk: float | None
     latency_p50_us: float
     latency_p99_us: float
@@ -85,6 +87,7 @@ def summarise(runs: Sequence[Measurement]) -> Summary:
         load=runs[0].load,
         runs=len(runs),
         cpu_us_per_chunk=each(lambda m: m.per_chunk_us(m.cpu_s)),
+        kernel_us_per_chunk=each(lambda m: m.per_chunk_us(m.kernel_cpu_s)),
         helper_us_per_chunk=each(lambda m: m.per_chunk_us(m.helper_cpu_s)),
         latency_p50_us=min(m.result.latency_us["p50"] for m in runs),
         latency_p99_us=min(m.result.latency_us["p99"] for m in runs),

@@ -18,6 +18,7 @@ __all__ = [
     "RssSampler",
     "child_pids",
     "cpu_seconds",
+    "cpu_split",
     "machine_cpu_seconds",
     "pids_by_cmdline",
     "rss_bytes",
@@ -29,7 +30,13 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU seconds used so far by `pids` (dead processes count as 0)."""
-    total = 0
+    user, system = cpu_split(pids)
+    return user + system
+
+
+def cpu_split(pids: Sequence[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by `pids` (dead processes count as 0)."""
+    user = system = 0
     for pid in pids:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -37,8 +44,9 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             continue
         # The command name (field 2) may contain spaces and parentheses: split after its end.
         fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / _TICKS
+        user += int(fields[11])  # utime (field 14)
+        system += int(fields[12])  # stime (field 15)
+    return user / _TICKS, system / _TICKS
 
 
 def machine_cpu_seconds() -> tuple[float, float]:

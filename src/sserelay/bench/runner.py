@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 
 from sserelay.bench.figures import Measurement, RampStep, Summary, summarise
 from sserelay.bench.loadgen import LoadResult, RequestSpec
-from sserelay.bench.procstat import RssSampler, cpu_seconds, machine_cpu_seconds, rss_bytes
+from sserelay.bench.procstat import (
+    RssSampler,
+    cpu_seconds,
+    cpu_split,
+    machine_cpu_seconds,
+    rss_bytes,
+)
 from sserelay.bench.profiles import Load, Profile
 from sserelay.bench.targets import BenchEnv, Kind, Running, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
@@ -76,19 +82,22 @@ def measure(target: Target, running: Running, env: BenchEnv, load: Load) -> Meas
     charged, helpers = running.pids(), running.helper_pids()
     upstream = [env.upstream.proc.pid]
     rss_before = rss_bytes(charged) if charged else None
-    cpu_before, helper_before = cpu_seconds(charged), cpu_seconds(helpers)
+    (user_before, kernel_before), helper_before = cpu_split(charged), cpu_seconds(helpers)
     upstream_before = cpu_seconds(upstream)
     busy_before, total_before = machine_cpu_seconds()
     with RssSampler(running.pids) as rss:
         result = run_loadgen(spec, load)
     busy, total = machine_cpu_seconds()
-    cpu = cpu_seconds(running.pids()) - cpu_before
+    user, kernel = cpu_split(running.pids())
+    kernel -= kernel_before
+    cpu = user - user_before + kernel
     helper_cpu = cpu_seconds(helpers) - helper_before
     ours = cpu + helper_cpu + cpu_seconds(upstream) - upstream_before + result.cpu_s
     return Measurement(
         load=load,
         result=result,
         cpu_s=cpu if charged else None,
+        kernel_cpu_s=kernel if charged else None,
         helper_cpu_s=helper_cpu if helpers else None,
         rss_before=rss_before,
         rss_peak=rss.peak if charged else None,
