@@ -43,6 +43,7 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.resp_command is _speedups.resp_command
     assert speedups.one_data_line is _speedups.one_data_line
     assert speedups.plain_ascii_text is _speedups.plain_ascii_text
+    assert speedups.ChunkWriter is _speedups.ChunkWriter
 
 
 @given(_chunks)
@@ -181,3 +182,69 @@ def test_one_data_line_in_c_answers_as_its_python_definition(chunk: bytes) -> No
 @example(b"")
 def test_plain_ascii_text_in_c_answers_as_its_python_definition(text: bytes) -> None:
     assert _speedups.plain_ascii_text(text) is speedups.plain_ascii_text_py(text)
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class _Flow:
+    write_paused = False
+
+
+class _Cycle:
+    """The parts of uvicorn's RequestResponseCycle a ChunkWriter reads."""
+
+    def __init__(self) -> None:
+        self.transport, self.flow, self.disconnected = _Transport(), _Flow(), False
+
+
+def _script(writer_type: type) -> tuple[list[object], list[bytes]]:
+    """What a writer answers and writes through a stream's life: chunks, a pause, a
+    disconnect."""
+    cycle = _Cycle()
+    writer = writer_type(cycle)
+    answers: list[object] = [writer.cycle is cycle, writer.flow is cycle.flow]
+    answers += [writer.write(b"data: a\n\n"), writer.write_chunk(b"5\r\nhello\r\n"), writer.sent]
+    cycle.flow.write_paused = True
+    answers += [writer.write(b"b"), writer.sent]
+    cycle.flow.write_paused = False
+    cycle.disconnected = True
+    answers += [writer.write(b"x"), writer.write_chunk(b"y"), writer.sent]
+    return answers, cycle.transport.written
+
+
+@pytest.mark.parametrize("writer_type", [_speedups.ChunkWriter, speedups.ChunkWriter_py])
+def test_chunk_writer_frames_counts_and_stops_at_a_pause_or_a_disconnect(
+    writer_type: type,
+) -> None:
+    """Each write reaches the transport as one HTTP chunk and counts; the answer is False
+    while the client is not reading, and once it is gone nothing more is written."""
+    answers, written = _script(writer_type)
+    assert answers == [True, True, True, True, 2, False, 3, False, False, 3]
+    assert written == [b"9\r\ndata: a\n\n\r\n", b"5\r\nhello\r\n", b"1\r\nb\r\n"]
+
+
+def test_chunk_writer_in_c_is_a_base_class_and_refuses_what_python_refuses() -> None:
+    """A subclass with its own slots (web/event_stream.py's channel) keeps the C writes;
+    text instead of bytes and a cycle without a transport fail with the same errors."""
+
+    class Channel(_speedups.ChunkWriter):
+        __slots__ = ()
+
+        @property
+        def gone(self) -> bool:
+            return bool(self.cycle.disconnected)
+
+    cycle = _Cycle()
+    channel = Channel(cycle)
+    assert channel.write(b"a") and not channel.gone and cycle.transport.written == [b"1\r\na\r\n"]
+    for writer_type in (_speedups.ChunkWriter, speedups.ChunkWriter_py):
+        with pytest.raises(TypeError, match="bytes"):
+            writer_type(_Cycle()).write("text")
+        with pytest.raises(AttributeError, match="transport"):
+            writer_type(object())

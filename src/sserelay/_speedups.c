@@ -10,6 +10,7 @@
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE /* memmem */
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 static const char USAGE_KEY[] = "\"usage\"";
@@ -309,6 +310,213 @@ speedups_http_chunk(PyObject *module, PyObject *arg)
     return chunk_of(parts, sizes, 1);
 }
 
+/* speedups.ChunkWriter: writes to a uvicorn request cycle's transport as
+ * RequestResponseCycle.send does for a chunked body, without a Python frame per chunk. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *cycle;
+    PyObject *flow;
+    PyObject *transport_write;
+    Py_ssize_t sent;
+} ChunkWriter;
+
+static PyObject *DISCONNECTED, *WRITE_PAUSED, *TRANSPORT, *FLOW, *WRITE;
+
+static int
+chunk_writer_init(ChunkWriter *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *cycle;
+    if (!PyArg_ParseTuple(args, "O:ChunkWriter", &cycle)) {
+        return -1;
+    }
+    PyObject *transport = PyObject_GetAttr(cycle, TRANSPORT);
+    if (transport == NULL) {
+        return -1;
+    }
+    PyObject *write = PyObject_GetAttr(transport, WRITE);
+    Py_DECREF(transport);
+    if (write == NULL) {
+        return -1;
+    }
+    PyObject *flow = PyObject_GetAttr(cycle, FLOW);
+    if (flow == NULL) {
+        Py_DECREF(write);
+        return -1;
+    }
+    Py_INCREF(cycle);
+    Py_XSETREF(self->cycle, cycle);
+    Py_XSETREF(self->flow, flow);
+    Py_XSETREF(self->transport_write, write);
+    self->sent = 0;
+    return 0;
+}
+
+static int
+chunk_writer_traverse(ChunkWriter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->cycle);
+    Py_VISIT(self->flow);
+    Py_VISIT(self->transport_write);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+chunk_writer_clear(ChunkWriter *self)
+{
+    Py_CLEAR(self->cycle);
+    Py_CLEAR(self->flow);
+    Py_CLEAR(self->transport_write);
+    return 0;
+}
+
+static void
+chunk_writer_dealloc(ChunkWriter *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    chunk_writer_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+/* The truth of `obj.name`: 1, 0, or -1 with an exception set. */
+static int
+attribute_is_true(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* Whether the client is still there (1), gone (0), or an error (-1); NULL-free checks for
+ * the writer being used before __init__ ran. */
+static int
+chunk_writer_connected(ChunkWriter *self)
+{
+    if (self->cycle == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ChunkWriter.__init__() was not called");
+        return -1;
+    }
+    int gone = attribute_is_true(self->cycle, DISCONNECTED);
+    return gone < 0 ? -1 : !gone;
+}
+
+/* Hand `chunk` to the transport; True while the client's socket takes more. */
+static PyObject *
+chunk_writer_send(ChunkWriter *self, PyObject *chunk)
+{
+    PyObject *done = PyObject_CallOneArg(self->transport_write, chunk);
+    if (done == NULL) {
+        return NULL;
+    }
+    Py_DECREF(done);
+    self->sent++;
+    int paused = attribute_is_true(self->flow, WRITE_PAUSED);
+    if (paused < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(!paused);
+}
+
+static PyObject *
+chunk_writer_write(ChunkWriter *self, PyObject *data)
+{
+    int connected = chunk_writer_connected(self);
+    if (connected <= 0) {
+        return connected < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    if (!is_bytes(data, "write")) {
+        return NULL;
+    }
+    const char *parts[] = {PyBytes_AS_STRING(data)};
+    Py_ssize_t sizes[] = {PyBytes_GET_SIZE(data)};
+    PyObject *chunk = chunk_of(parts, sizes, 1);
+    if (chunk == NULL) {
+        return NULL;
+    }
+    PyObject *result = chunk_writer_send(self, chunk);
+    Py_DECREF(chunk);
+    return result;
+}
+
+static PyObject *
+chunk_writer_write_chunk(ChunkWriter *self, PyObject *chunk)
+{
+    int connected = chunk_writer_connected(self);
+    if (connected <= 0) {
+        return connected < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    return chunk_writer_send(self, chunk);
+}
+
+static PyMethodDef chunk_writer_methods[] = {
+    {"write", (PyCFunction)chunk_writer_write, METH_O,
+     "`data` as one HTTP chunk to the client; False if it is gone or not reading."},
+    {"write_chunk", (PyCFunction)chunk_writer_write_chunk, METH_O,
+     "An already framed HTTP chunk to the client; False if it is gone or not reading."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef chunk_writer_members[] = {
+    {"cycle", T_OBJECT, offsetof(ChunkWriter, cycle), READONLY, "The request cycle."},
+    {"flow", T_OBJECT, offsetof(ChunkWriter, flow), READONLY, "Its flow control."},
+    {"sent", T_PYSSIZET, offsetof(ChunkWriter, sent), 0, "Chunks written so far."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot chunk_writer_slots[] = {
+    {Py_tp_doc, "Writes HTTP chunks to a uvicorn request cycle's transport (see "
+                "sserelay.speedups.ChunkWriter_py)."},
+    {Py_tp_init, chunk_writer_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_traverse, chunk_writer_traverse},
+    {Py_tp_clear, chunk_writer_clear},
+    {Py_tp_dealloc, chunk_writer_dealloc},
+    {Py_tp_methods, chunk_writer_methods},
+    {Py_tp_members, chunk_writer_members},
+    {0, NULL},
+};
+
+static PyType_Spec chunk_writer_spec = {
+    .name = "sserelay._speedups.ChunkWriter",
+    .basicsize = sizeof(ChunkWriter),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = chunk_writer_slots,
+};
+
+static int
+speedups_exec(PyObject *module)
+{
+    struct {
+        PyObject **name;
+        const char *text;
+    } names[] = {{&DISCONNECTED, "disconnected"}, {&WRITE_PAUSED, "write_paused"},
+                 {&TRANSPORT, "transport"},       {&FLOW, "flow"},
+                 {&WRITE, "write"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL) {
+            return -1;
+        }
+    }
+    PyObject *type = PyType_FromModuleAndSpec(module, &chunk_writer_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    int added = PyModule_AddObjectRef(module, "ChunkWriter", type);
+    Py_DECREF(type);
+    return added;
+}
+
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, speedups_exec},
+    {0, NULL},
+};
+
 static PyMethodDef speedups_methods[] = {
     {"plain_event", speedups_plain_event, METH_O,
      "Whether a read is one plain `data: {...}` event that the pass-through may forward as "
@@ -338,6 +546,7 @@ static struct PyModuleDef speedups_module = {
     .m_doc = "The relay's per-chunk byte checks and framing in C (see sserelay.speedups).",
     .m_size = 0,
     .m_methods = speedups_methods,
+    .m_slots = speedups_slots,
 };
 
 PyMODINIT_FUNC

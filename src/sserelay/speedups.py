@@ -13,9 +13,11 @@ arguments as a tuple; in C the same checks are a few `memchr`/`memmem` calls.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
-    "COMPILED", "between", "http_chunk", "http_entry", "one_data_line", "plain_ascii_text",
-    "plain_event", "resp_command", "usage_present",
+    "COMPILED", "ChunkWriter", "between", "http_chunk", "http_entry", "one_data_line",
+    "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
 _CR = 0x0D
@@ -122,8 +124,40 @@ def plain_ascii_text_py(text: bytes) -> bool:
     )
 
 
+class ChunkWriter_py:
+    """Writes to a uvicorn request cycle's transport as `RequestResponseCycle.send` does for
+    a chunked body. A pushed response writes each chunk through one: in C, the call is no
+    Python frame of its own (one of six per pass-through chunk)."""
+
+    __slots__ = ("_write", "cycle", "flow", "sent")
+
+    def __init__(self, cycle: Any) -> None:
+        self._write = cycle.transport.write
+        self.cycle = cycle
+        self.flow = cycle.flow
+        self.sent = 0
+
+    def write(self, data: bytes) -> bool:
+        """`data` as one HTTP chunk to the client; False if it is gone or not reading."""
+        if self.cycle.disconnected:
+            return False
+        return self._send(http_chunk(data))
+
+    def write_chunk(self, chunk: bytes) -> bool:
+        """An already framed HTTP chunk to the client; False if it is gone or not reading."""
+        if self.cycle.disconnected:
+            return False
+        return self._send(chunk)
+
+    def _send(self, chunk: bytes) -> bool:
+        self._write(chunk)
+        self.sent += 1
+        return not self.flow.write_paused
+
+
 try:
     from sserelay._speedups import (
+        ChunkWriter,
         between,
         http_chunk,
         http_entry,
@@ -135,6 +169,7 @@ try:
     )
 except ImportError:  # not built here: the definitions above, a few hundred ns slower
     COMPILED = False
+    ChunkWriter = ChunkWriter_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py
