@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -119,6 +119,40 @@ def transport_channel(scope: Scope, send: Send) -> _TransportChannel | None:
     return _TransportChannel(cycle)
 
 
+class _PushRun:
+    """What can end one pushed response early, as one object: the client leaving (the
+    protocol's callback), the shutdown's cut, and the sweeper's heartbeat and slow-client
+    check. Each cancels the push, once, while it runs. Closures for the same were three
+    functions, their cells and a list per stream, each scanned by every garbage collection
+    for as long as the stream lasts."""
+
+    __slots__ = ("channel", "keepalive", "running", "stopped", "task")
+
+    def __init__(
+        self, task: asyncio.Task[Any], channel: _TransportChannel, keepalive: Keepalive | None
+    ) -> None:
+        self.task = task
+        self.channel = channel
+        self.keepalive = keepalive
+        self.running = True
+        self.stopped = False
+
+    def stop(self) -> None:
+        if self.running and not self.stopped:
+            self.stopped = True
+            self.task.cancel()
+
+    def check(self, now: float) -> None:
+        keepalive, channel = self.keepalive, self.channel
+        assert keepalive is not None
+        action = keepalive.check(now, channel.sent, channel.blocked)
+        if action == "ping":
+            channel.write(b": ping\n\n")
+            keepalive.pinged(now, channel.sent)
+        elif action == "drop":
+            self.stop()
+
+
 class EventStreamResponse(Response):
     """Send `body`'s byte chunks as they come; on disconnect, cancel it and run `on_close`.
 
@@ -180,45 +214,32 @@ class EventStreamResponse(Response):
         assert self.push is not None
         task = asyncio.current_task()
         assert task is not None
-        running, stopped = True, False
-
-        def stop() -> None:
-            nonlocal stopped
-            if running and not stopped:
-                stopped = True
-                task.cancel()
-
-        undo: list[Callable[[], None]] = [lambda: channel.when_gone(None)]
-        channel.when_gone(stop)
-        if cut is not None:
-            undo.append(cut.subscribe(stop))
+        keepalive = None
         if self.heartbeat or self.slow_client_timeout:
             keepalive = Keepalive(self.heartbeat, self.slow_client_timeout,
                                   asyncio.get_running_loop().time())
-
-            def check(now: float) -> None:
-                action = keepalive.check(now, channel.sent, channel.blocked)
-                if action == "ping":
-                    channel.write(b": ping\n\n")
-                    keepalive.pinged(now, channel.sent)
-                elif action == "drop":
-                    stop()
-
-            undo.append(sweeper().add(check, keepalive.tick))
+        run = _PushRun(task, channel, keepalive)
+        stop = run.stop  # one bound method for all three subscriptions
+        channel.when_gone(stop)
+        unsubscribe = cut.subscribe(stop) if cut is not None else None
+        unsweep = sweeper().add(run.check, keepalive.tick) if keepalive is not None else None
         try:
             if channel.gone:
                 return
             await self.push(channel)
-            running = False
+            run.running = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if stopped and task.uncancel() == 0:
+            if run.stopped and task.uncancel() == 0:
                 return  # ended early on purpose: no end marker, the client may resume
             raise
         finally:
-            running = False
-            for step in undo:
-                step()
+            run.running = False
+            channel.when_gone(None)
+            if unsubscribe is not None:
+                unsubscribe()
+            if unsweep is not None:
+                unsweep()
 
     async def _run_tasks(self, receive: Receive, send: Send) -> None:
         """The producer (pushed or pulled), a disconnect watcher and the heartbeat monitor

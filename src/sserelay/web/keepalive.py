@@ -15,6 +15,7 @@ instead of a sleeping task each (a task per stream was ~3% of a streaming reques
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -74,7 +75,7 @@ class Sweeper:
             self._task = None
         if self._task is None:
             self._task = self._loop.create_task(self._run())
-        return lambda: self._discard(check)
+        return functools.partial(self._discard, check)  # fewer objects than a closure
 
     def _discard(self, check: Check) -> None:
         self._checks.pop(check, None)

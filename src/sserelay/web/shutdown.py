@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -118,7 +119,7 @@ class Shutdown:
             callback()
             return _nothing
         self._subscribers.add(callback)
-        return lambda: self._subscribers.discard(callback)
+        return functools.partial(self._subscribers.discard, callback)
 
     def until_cut(self, receive: Receive) -> Receive:
         """`receive`, except that it reports a disconnect once the grace period is over: the
