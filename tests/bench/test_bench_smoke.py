@@ -63,3 +63,27 @@ def test_smoke_profile_writes_a_report_with_a_row_per_available_target(tmp_path:
     assert re.search(r"Machine: \d+ cores \(", report), "the report names the machine"
     has_plot = (out / "benchmarks.png").exists()
     assert has_plot == (importlib.util.find_spec("matplotlib") is not None)
+
+
+def test_repeated_runs_go_in_rounds_of_every_target(tmp_path: Path) -> None:
+    """With two runs per load, every target runs once before any runs again, and the
+    capacity ramps come after both rounds: a drift on the shared machine falls on all
+    targets alike."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sserelay.bench", "--profile", "smoke", "--repeats", "2",
+         "--targets", "direct,article", "--out", str(tmp_path / "report")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=280, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    article = "sserelay GET /completionChat (article)"
+    steps = []
+    for line in done.stderr.splitlines():
+        if "ramp" in line:
+            steps.append("ramp")
+        elif f"{article} |" in line:
+            steps.append("article")
+        elif "direct to the upstream (floor) |" in line:
+            steps.append("direct")
+    runs = [step for step in steps if step != "ramp"]
+    assert runs == ["direct", "article", "direct", "article"], steps
+    assert steps.index("ramp") > len(runs) - 1, steps

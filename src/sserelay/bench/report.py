@@ -245,9 +245,11 @@ def render(
         "- Memory per active stream is (peak RSS under load - RSS before) / K; all K streams "
         "are open at once.",
         f"- Every target runs in a fresh process for each of {profile.repeats} run(s) per "
-        "load (the naive baseline: 1), after a 2-stream warm-up. CPU and memory figures are "
-        "the median over the runs; latency figures the best run's, for direct as for the "
-        "rest, since other processes' bursts only ever add delay.",
+        "load (the naive baseline: 1), after a 2-stream warm-up. The runs go in rounds, each "
+        "round every target once, so a change in what else the machine runs falls on all "
+        "targets alike. CPU and memory figures are the median over the runs; latency "
+        "figures the best run's, for direct as for the rest, since other processes' bursts "
+        "only ever add delay. The capacity ramp runs last, in one more process per target.",
         "- The naive baseline (`sserelay.bench.naive_relay`) is the tutorial's Flask code on "
         "the openai SDK, served as the tutorial serves it: `flask run --with-threads` "
         "(werkzeug's threaded server, one thread per request).",

@@ -144,33 +144,36 @@ def _within(step: RampStep, direct: dict[int, float], profile: Profile) -> bool:
     return not step.failed and added_ms < profile.p99_limit_ms
 
 
-def _run_target(
+def _repeats(target: Target, profile: Profile) -> int:
+    return min(profile.repeats, target.max_repeats or profile.repeats)
+
+
+def _run_round(
+    target: Target, env: BenchEnv, profile: Profile, runs: dict[Load, list[Measurement]],
+    log: Log,
+) -> None:
+    """One run of each load through `target`, each in a fresh process."""
+    for load in profile.loads:
+        with launch(target, env) as running:
+            _warm_up(target, running)
+            runs[load].append(measure(target, running, env, load))
+            log(_describe(target, runs[load][-1]))
+
+
+def _run_ramp(
     target: Target, env: BenchEnv, profile: Profile, direct_ramp: dict[int, float], log: Log
-) -> TargetResult:
-    outcome = TargetResult(target)
-    ramp: list[RampStep] = []
-    try:
-        for index, load in enumerate(profile.loads):
-            runs: list[Measurement] = []
-            repeats = min(profile.repeats, target.max_repeats or profile.repeats)
-            for repeat in range(repeats):
-                with launch(target, env) as running:
-                    _warm_up(target, running)
-                    runs.append(measure(target, running, env, load))
-                    log(_describe(target, runs[-1]))
-                    if index == len(profile.loads) - 1 and repeat == repeats - 1:
-                        # The ramp measures no memory, so it can reuse the last process.
-                        ramp = _ramp(target, running, profile, direct_ramp, log)
-            outcome.summaries.append(summarise(runs))
-        outcome.ramp = ramp
-    except TargetUnavailable as exc:
+) -> list[RampStep]:
+    with launch(target, env) as running:
+        _warm_up(target, running)
+        return _ramp(target, running, profile, direct_ramp, log)
+
+
+def _failed(outcome: TargetResult, exc: Exception, log: Log) -> None:
+    if isinstance(exc, TargetUnavailable):
         outcome.unavailable = str(exc)
-        log(f"{target.title}: {exc}")
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        # One broken target must not cost the whole run: report it and go on.
+    else:  # one broken target must not cost the whole run: report it and go on
         outcome.unavailable = f"failed during the run: {str(exc)[-500:]}"
-        log(f"{target.title}: {outcome.unavailable}")
-    return outcome
+    log(f"{outcome.target.title}: {outcome.unavailable}")
 
 
 def _describe(target: Target, m: Measurement) -> str:
@@ -201,11 +204,32 @@ def run_benchmark(profile: Profile, targets: Sequence[Target], log: Log) -> list
                            "--port", "{port}"])
         )  # fmt: skip
         env = BenchEnv(upstream)
+        results = [TargetResult(target) for target in targets]
+        runs: dict[str, dict[Load, list[Measurement]]] = {
+            r.target.key: {load: [] for load in profile.loads} for r in results
+        }
+        # Rounds: every target once, then again. A drift in what else the shared machine runs
+        # then falls on all targets alike, not on whichever ran during it, and nginx's
+        # figure, which every ratio divides by, is taken across the whole run.
+        for round_index in range(profile.repeats):
+            for outcome in results:
+                target = outcome.target
+                if outcome.unavailable is None and round_index < _repeats(target, profile):
+                    try:
+                        _run_round(target, env, profile, runs[target.key], timed_log)
+                    except (TargetUnavailable, RuntimeError, subprocess.TimeoutExpired) as exc:
+                        _failed(outcome, exc, timed_log)
         direct_ramp: dict[int, float] = {}
-        for target in targets:
-            outcome = _run_target(target, env, profile, direct_ramp, timed_log)
-            if target.kind is Kind.DIRECT:
+        for outcome in results:
+            if outcome.unavailable is not None:
+                continue
+            outcome.summaries = [summarise(runs[outcome.target.key][load])
+                                 for load in profile.loads]
+            try:
+                outcome.ramp = _run_ramp(outcome.target, env, profile, direct_ramp, timed_log)
+            except (TargetUnavailable, RuntimeError, subprocess.TimeoutExpired) as exc:
+                _failed(outcome, exc, timed_log)
+            if outcome.target.kind is Kind.DIRECT:
                 direct_ramp = {s.streams: s.p99_us for s in outcome.ramp}
-            results.append(outcome)
-    timed_log(f"done; medians of {profile.repeats} run(s) per load")
+    timed_log(f"done; medians of {profile.repeats} run(s) per load, in rounds")
     return results
