@@ -69,3 +69,15 @@ def test_a_non_200_answer_is_an_error_naming_the_status(run: Run[Any]) -> None:
     [(error, count)] = result.errors.items()
     assert error.startswith("RuntimeError: HTTP 503 from GET http://127.0.0.1:")
     assert count == 3
+
+
+def test_the_first_read_is_left_out_of_the_flowing_stream_latency(run: Run[Any]) -> None:
+    """Tokens that arrive in a stream's first read count in its latency but not in the
+    latency after the first read: there, a slow start does not read as a slow flow."""
+    old = b"%d" % (time.time_ns() - 5_000_000_000)  # made 5 s before anyone asked
+    pieces = [b"data: " + old + b"\n\ndata: " + old + b"\n\n", b"data: " + _stamp() + b"\n\n",
+              b"data: [DONE]\n\n"]  # fmt: skip
+    result = run(_load(pieces, tokens=3))
+    assert (result.ok, result.chunks) == (3, 9)
+    assert result.latency_us["p99"] > 4_000_000
+    assert 0 < result.later_latency_us["p99"] < 1_000_000

@@ -62,6 +62,7 @@ class Summary:
     helper_us_per_chunk: float | None
     latency_p50_us: float
     latency_p99_us: float
+    later_p99_us: float  # p99 without each stream's first read (LoadResult.later_latency_us)
     ttft_p50_ms: float
     rss_peak: int | None
     kib_per_stream: float | None
@@ -91,6 +92,7 @@ def summarise(runs: Sequence[Measurement]) -> Summary:
         helper_us_per_chunk=each(lambda m: m.per_chunk_us(m.helper_cpu_s)),
         latency_p50_us=min(m.result.latency_us["p50"] for m in runs),
         latency_p99_us=min(m.result.latency_us["p99"] for m in runs),
+        later_p99_us=min(m.result.later_latency_us.get("p99", 0.0) for m in runs),
         ttft_p50_ms=min(m.result.ttft_ms["p50"] for m in runs),
         rss_peak=None if rss is None else int(rss),
         kib_per_stream=each(lambda m: m.kib_per_stream),

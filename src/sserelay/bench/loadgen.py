@@ -58,6 +58,9 @@ class LoadResult:
     chunks: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     latency_us: dict[str, float] = field(default_factory=dict)  # p50, p90, p99, max
+    # The same, without each stream's first read: the tokens that waited for the request to be
+    # served (for /v1/streams, all those made before the GET) are its TTFT's, not the flow's.
+    later_latency_us: dict[str, float] = field(default_factory=dict)
     ttft_ms: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     cpu_s: float = 0.0  # the load generator's own CPU: shows when it, not the relay, is busy
@@ -80,6 +83,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.latencies_ns = array("q")
+        self.later_ns = array("q")  # tokens after each stream's first read
         self.ttfts_ns = array("q")
         self.ok = 0
         self.errors: collections.Counter[str] = collections.Counter()
@@ -187,7 +191,7 @@ async def _one_stream(spec: RequestSpec, tokens: int, tally: _Tally) -> None:
         method, url, body = "GET", await _stream_url(spec), None
         asked = time.time_ns()
     headers = {"Accept": "text/event-stream", **spec.headers}
-    latencies = tally.latencies_ns
+    latencies, later = tally.latencies_ns, tally.later_ns
     received, first, done, carry = 0, 0, False, b""
 
     # The stamps are read straight off the body bytes, whole lines at a time (a stamp may be
@@ -202,11 +206,14 @@ async def _one_stream(spec: RequestSpec, tokens: int, tally: _Tally) -> None:
         if cut < len(chunk):
             carry = chunk[cut:]
         for stamp in _STAMP.findall(chunk, 0, cut):
-            latencies.append(now - max(int(stamp), asked))
+            latency = now - max(int(stamp), asked)
+            latencies.append(latency)
             received += 1
             if not first:
                 first = now
                 tally.ttfts_ns.append(now - started)
+            elif now != first:  # `now` is per read: equal to `first` within the first one
+                later.append(latency)
         if _DONE in chunk:
             done = True
 
@@ -249,6 +256,7 @@ async def run_load(
         *(_guarded(spec, tokens, tally, timeout, spread * i / streams) for i in range(streams))
     )
     latencies = sorted(tally.latencies_ns)
+    later = sorted(tally.later_ns)
     ttfts = sorted(tally.ttfts_ns)
     return LoadResult(
         streams=streams,
@@ -257,6 +265,7 @@ async def run_load(
         errors=dict(tally.errors.most_common(_MAX_ERROR_KINDS)),
         latency_us={f"p{q:g}": percentile(latencies, q) / 1e3 for q in (50, 90, 99, 100)},
         ttft_ms={f"p{q:g}": percentile(ttfts, q) / 1e6 for q in (50, 90, 99, 100)},
+        later_latency_us={f"p{q:g}": percentile(later, q) / 1e3 for q in (50, 99)},
         wall_s=time.perf_counter() - wall,
         cpu_s=time.process_time() - cpu,
     )
