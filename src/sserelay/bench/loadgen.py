@@ -58,8 +58,9 @@ class LoadResult:
     chunks: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     latency_us: dict[str, float] = field(default_factory=dict)  # p50, p90, p99, max
-    # The same, without each stream's first read: the tokens that waited for the request to be
-    # served (for /v1/streams, all those made before the GET) are its TTFT's, not the flow's.
+    # The same, for the tokens made after their stream's first bytes arrived: those made
+    # before waited for the request to be served (for /v1/streams, all those made before its
+    # GET was answered, replayed then), which is its TTFT, not the latency of the flow.
     later_latency_us: dict[str, float] = field(default_factory=dict)
     ttft_ms: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -83,7 +84,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.latencies_ns = array("q")
-        self.later_ns = array("q")  # tokens after each stream's first read
+        self.later_ns = array("q")  # tokens made after their stream's first bytes arrived
         self.ttfts_ns = array("q")
         self.ok = 0
         self.errors: collections.Counter[str] = collections.Counter()
@@ -206,13 +207,14 @@ async def _one_stream(spec: RequestSpec, tokens: int, tally: _Tally) -> None:
         if cut < len(chunk):
             carry = chunk[cut:]
         for stamp in _STAMP.findall(chunk, 0, cut):
-            latency = now - max(int(stamp), asked)
+            made = int(stamp)
+            latency = now - max(made, asked)
             latencies.append(latency)
             received += 1
             if not first:
                 first = now
                 tally.ttfts_ns.append(now - started)
-            elif now != first:  # `now` is per read: equal to `first` within the first one
+            elif made >= first:  # one clock: the upstream stamps with time.time_ns() too
                 later.append(latency)
         if _DONE in chunk:
             done = True

@@ -76,7 +76,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _load_table(rows: Sequence[Row]) -> list[str]:
     lines = [
         "| target | relay CPU µs per chunk | of it, in the kernel | x nginx "
-        "| added latency p50 / p99 (ms) | p99 after the first read (ms) "
+        "| added latency p50 / p99 (ms) | p99 once flowing (ms) "
         "| added TTFT p50 (ms) | peak RSS (MiB) | KiB per active stream | streams ok "
         "| other load |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -238,10 +238,10 @@ def render(
         "- *Added* latency and time to first token (TTFT) are a target's percentile minus the "
         "direct run's under the same load; they can come out negative when the machine was "
         "busier during the direct run.",
-        "- *p99 after the first read* leaves out the tokens of each stream's first read: those "
-        "that waited for the request itself to be served (behind the other streams' starts), "
-        "which for /v1/streams are all the tokens made before its GET was answered. What is "
-        "left is the latency of a stream that is flowing.",
+        "- *p99 once flowing* counts only the tokens made after their stream's first bytes "
+        "reached the client. It leaves out those that waited for the request itself to be "
+        "served (behind the other streams' starts), which for /v1/streams are all the tokens "
+        "made before its GET was answered, replayed from the log then.",
         "- Relay CPU is utime+stime from `/proc/<pid>/stat` of the relay's own processes only "
         "(nginx: its one worker; sserelay and the Flask baseline: the server process), over "
         "the run, divided by the tokens delivered, so per-stream costs (connections, "
