@@ -393,8 +393,8 @@ attribute_is_true(PyObject *obj, PyObject *name)
     return truth;
 }
 
-/* Whether the client is still there (1), gone (0), or an error (-1); NULL-free checks for
- * the writer being used before __init__ ran. */
+/* Whether the client is still there (1), gone (0), or an error (-1), which is also the
+ * answer for a writer whose __init__ never ran (its references are still NULL). */
 static int
 chunk_writer_connected(ChunkWriter *self)
 {

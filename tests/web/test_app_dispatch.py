@@ -94,9 +94,9 @@ def test_a_route_with_a_path_parameter_gets_it_without_the_router(app: Any) -> N
     assert app.router.paths == []
 
 
-def test_other_routes_methods_and_root_paths_go_through_the_router(app: Any) -> None:
+def test_other_routes_and_methods_go_through_the_router(app: Any) -> None:
     """The models list, a wrong method on a streaming path (405) and a HEAD take
-    Starlette's way, as does any request under a root path."""
+    Starlette's way."""
     models, wrong, head = requests(
         app,
         ("GET", "/v1/models", {}),

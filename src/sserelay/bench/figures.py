@@ -62,7 +62,7 @@ class Summary:
     helper_us_per_chunk: float | None
     latency_p50_us: float
     latency_p99_us: float
-    later_p99_us: float  # p99 without each stream's first read (LoadResult.later_latency_us)
+    later_p99_us: float  # p99 once flowing: tokens made after the first bytes arrived
     ttft_p50_ms: float
     rss_peak: int | None
     kib_per_stream: float | None

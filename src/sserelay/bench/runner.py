@@ -88,9 +88,9 @@ def measure(target: Target, running: Running, env: BenchEnv, load: Load) -> Meas
     with RssSampler(running.pids) as rss:
         result = run_loadgen(spec, load)
     busy, total = machine_cpu_seconds()
-    user, kernel = cpu_split(running.pids())
-    kernel -= kernel_before
-    cpu = user - user_before + kernel
+    user_after, kernel_after = cpu_split(running.pids())
+    kernel = kernel_after - kernel_before
+    cpu = user_after - user_before + kernel
     helper_cpu = cpu_seconds(helpers) - helper_before
     ours = cpu + helper_cpu + cpu_seconds(upstream) - upstream_before + result.cpu_s
     return Measurement(
