@@ -3,6 +3,8 @@ definitions (sserelay/speedups.py), and they are the ones this install runs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hiredis import pack_command
 from hypothesis import example, given
@@ -44,6 +46,8 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.one_data_line is _speedups.one_data_line
     assert speedups.plain_ascii_text is _speedups.plain_ascii_text
     assert speedups.ChunkWriter is _speedups.ChunkWriter
+    assert speedups.Forward is _speedups.Forward
+    assert speedups.Guarded is _speedups.Guarded
 
 
 @given(_chunks)
@@ -248,3 +252,97 @@ def test_chunk_writer_in_c_is_a_base_class_and_refuses_what_python_refuses() -> 
             writer_type(_Cycle()).write("text")
         with pytest.raises(AttributeError, match="transport"):
             writer_type(object())
+
+
+_FORWARDS = [_speedups.Forward, speedups.Forward_py]
+_GUARDS = [_speedups.Guarded, speedups.Guarded_py]
+
+
+@pytest.mark.parametrize("forward_type", _FORWARDS)
+def test_a_forward_hands_each_argument_to_its_target_and_counts_every_call(
+    forward_type: Any,
+) -> None:
+    got: list[bytes] = []
+    forward = forward_type(got.append)
+    assert forward(b"a") is None
+    forward.target = None  # nobody: the call is counted and dropped
+    forward(b"b")
+    forward.target = got.append
+    forward(b"c")
+    assert got == [b"a", b"c"]
+    assert forward.count == 3
+    assert forward_type().target is None
+
+
+@pytest.mark.parametrize("forward_type", _FORWARDS)
+def test_a_forward_lets_its_target_retarget_it_and_passes_its_errors_on(
+    forward_type: Any,
+) -> None:
+    got: list[bytes] = []
+    forward = forward_type()
+
+    def once(data: bytes) -> None:
+        forward.target = got.append  # the only reference to `once` goes mid-call
+        got.append(b"once:" + data)
+
+    forward.target = once
+    forward(b"a")
+    forward(b"b")
+    assert got == [b"once:a", b"b"]
+
+    def broken(data: bytes) -> None:
+        raise ValueError(data)
+
+    forward.target = broken
+    with pytest.raises(ValueError, match="c"):
+        forward(b"c")
+    assert forward.count == 3
+
+
+@pytest.mark.parametrize("guarded_type", _GUARDS)
+def test_a_guarded_call_hands_the_named_errors_to_its_handler_and_raises_the_rest(
+    guarded_type: Any,
+) -> None:
+    handled: list[BaseException] = []
+
+    def parse(data: bytes) -> int:
+        if data == b"bad":
+            raise ValueError("malformed")
+        if data == b"worse":
+            raise KeyError("not ours")
+        return len(data)
+
+    guarded = guarded_type(parse, (ValueError, TypeError), handled.append)
+    assert guarded(b"fine") is None  # the function's own result is not passed on
+    assert handled == []
+    guarded(b"bad")
+    assert [str(e) for e in handled] == ["malformed"]
+    assert handled[0].__traceback__ is not None
+    with pytest.raises(KeyError, match="not ours"):
+        guarded(b"worse")
+    assert len(handled) == 1
+
+
+@pytest.mark.parametrize("guarded_type", _GUARDS)
+def test_a_guarded_calls_handler_failure_is_raised(guarded_type: Any) -> None:
+    def parse(data: bytes) -> None:
+        raise ValueError(data)
+
+    def handler(exc: BaseException) -> None:
+        raise RuntimeError("the handler failed") from exc
+
+    with pytest.raises(RuntimeError, match="the handler failed"):
+        guarded_type(parse, ValueError, handler)(b"x")
+
+
+def test_the_compiled_callables_take_exactly_one_positional_argument() -> None:
+    forward = _speedups.Forward(print)
+    guarded = _speedups.Guarded(print, ValueError, print)
+    for call in (forward, guarded):
+        with pytest.raises(TypeError, match="exactly one positional argument"):
+            call()
+        with pytest.raises(TypeError, match="exactly one positional argument"):
+            call(b"a", b"b")
+        with pytest.raises(TypeError, match="exactly one positional argument"):
+            call(data=b"a")
+    assert forward.count == 0

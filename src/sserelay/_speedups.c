@@ -489,6 +489,256 @@ static PyType_Spec chunk_writer_spec = {
     .slots = chunk_writer_slots,
 };
 
+/* speedups.Forward: `target(data)` for each call, counted, with no Python frame: the
+ * upstream parser's body callback, which each response points at its consumer. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *target;
+    Py_ssize_t count;
+    vectorcallfunc vectorcall;
+} Forward;
+
+static PyObject *
+forward_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Forward *self = (Forward *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "Forward() takes exactly one positional argument");
+        return NULL;
+    }
+    self->count++;
+    PyObject *target = self->target;
+    if (target == NULL || target == Py_None) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(target); /* the call may retarget (and so release) it */
+    PyObject *result = PyObject_CallOneArg(target, args[0]);
+    Py_DECREF(target);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+}
+
+static int
+forward_init(Forward *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *target = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:Forward", &target)) {
+        return -1;
+    }
+    Py_INCREF(target);
+    Py_XSETREF(self->target, target);
+    self->count = 0;
+    self->vectorcall = forward_vectorcall;
+    return 0;
+}
+
+static PyObject *
+forward_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Forward *self = (Forward *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) {
+        self->vectorcall = forward_vectorcall;
+    }
+    return (PyObject *)self;
+}
+
+static int
+forward_traverse(Forward *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->target);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+forward_clear(Forward *self)
+{
+    Py_CLEAR(self->target);
+    return 0;
+}
+
+static void
+forward_dealloc(Forward *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    forward_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef forward_members[] = {
+    {"target", T_OBJECT, offsetof(Forward, target), 0, "What each call's argument goes to."},
+    {"count", T_PYSSIZET, offsetof(Forward, count), 0, "Calls so far."},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Forward, vectorcall), READONLY},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot forward_slots[] = {
+    {Py_tp_doc, "Hands each call's one argument to `target` and counts the calls (see "
+                "sserelay.speedups.Forward_py)."},
+    {Py_tp_new, forward_new},
+    {Py_tp_init, forward_init},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, forward_traverse},
+    {Py_tp_clear, forward_clear},
+    {Py_tp_dealloc, forward_dealloc},
+    {Py_tp_members, forward_members},
+    {0, NULL},
+};
+
+static PyType_Spec forward_spec = {
+    .name = "sserelay._speedups.Forward",
+    .basicsize = sizeof(Forward),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = forward_slots,
+};
+
+/* speedups.Guarded: `func(arg)`, an exception that is one of `errors` handed to
+ * `handler(exc)` instead of raised: a protocol's data_received with no Python frame. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;
+    PyObject *errors;
+    PyObject *handler;
+    vectorcallfunc vectorcall;
+} Guarded;
+
+static PyObject *
+guarded_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Guarded *self = (Guarded *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "Guarded() takes exactly one positional argument");
+        return NULL;
+    }
+    if (self->func == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Guarded.__init__() was not called");
+        return NULL;
+    }
+    PyObject *result = PyObject_CallOneArg(self->func, args[0]);
+    if (result != NULL) {
+        Py_DECREF(result);
+        Py_RETURN_NONE;
+    }
+    if (!PyErr_ExceptionMatches(self->errors)) {
+        return NULL;
+    }
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    PyObject *handler = self->handler;
+    Py_INCREF(handler);
+    PyObject *handled = PyObject_CallOneArg(handler, value != NULL ? value : Py_None);
+    Py_DECREF(handler);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    if (handled == NULL) {
+        return NULL;
+    }
+    Py_DECREF(handled);
+    Py_RETURN_NONE;
+}
+
+static int
+guarded_init(Guarded *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func, *errors, *handler;
+    if (!PyArg_ParseTuple(args, "OOO:Guarded", &func, &errors, &handler)) {
+        return -1;
+    }
+    Py_INCREF(func);
+    Py_INCREF(errors);
+    Py_INCREF(handler);
+    Py_XSETREF(self->func, func);
+    Py_XSETREF(self->errors, errors);
+    Py_XSETREF(self->handler, handler);
+    return 0;
+}
+
+static PyObject *
+guarded_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Guarded *self = (Guarded *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) {
+        self->vectorcall = guarded_vectorcall;
+    }
+    return (PyObject *)self;
+}
+
+static int
+guarded_traverse(Guarded *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->func);
+    Py_VISIT(self->errors);
+    Py_VISIT(self->handler);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+guarded_clear(Guarded *self)
+{
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->errors);
+    Py_CLEAR(self->handler);
+    return 0;
+}
+
+static void
+guarded_dealloc(Guarded *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    guarded_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef guarded_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Guarded, vectorcall), READONLY},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot guarded_slots[] = {
+    {Py_tp_doc, "Calls `func(arg)`; an exception among `errors` goes to `handler` (see "
+                "sserelay.speedups.Guarded_py)."},
+    {Py_tp_new, guarded_new},
+    {Py_tp_init, guarded_init},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, guarded_traverse},
+    {Py_tp_clear, guarded_clear},
+    {Py_tp_dealloc, guarded_dealloc},
+    {Py_tp_members, guarded_members},
+    {0, NULL},
+};
+
+static PyType_Spec guarded_spec = {
+    .name = "sserelay._speedups.Guarded",
+    .basicsize = sizeof(Guarded),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = guarded_slots,
+};
+
+static int
+add_type(PyObject *module, PyType_Spec *spec, const char *name)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    int added = PyModule_AddObjectRef(module, name, type);
+    Py_DECREF(type);
+    return added;
+}
+
 static int
 speedups_exec(PyObject *module)
 {
@@ -503,13 +753,11 @@ speedups_exec(PyObject *module)
             return -1;
         }
     }
-    PyObject *type = PyType_FromModuleAndSpec(module, &chunk_writer_spec, NULL);
-    if (type == NULL) {
+    if (add_type(module, &chunk_writer_spec, "ChunkWriter") < 0
+        || add_type(module, &forward_spec, "Forward") < 0) {
         return -1;
     }
-    int added = PyModule_AddObjectRef(module, "ChunkWriter", type);
-    Py_DECREF(type);
-    return added;
+    return add_type(module, &guarded_spec, "Guarded");
 }
 
 static PyModuleDef_Slot speedups_slots[] = {

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "COMPILED", "ChunkWriter", "between", "http_chunk", "http_entry", "one_data_line",
-    "plain_ascii_text", "plain_event", "resp_command", "usage_present",
+    "COMPILED", "ChunkWriter", "Forward", "Guarded", "between", "http_chunk", "http_entry",
+    "one_data_line", "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
 _CR = 0x0D
@@ -155,9 +155,47 @@ class ChunkWriter_py:
         return not self.flow.write_paused
 
 
+class Forward_py:
+    """Hands each call's one argument to `target` (None: to nobody) and counts the calls.
+    The upstream parser's body callback: the parser holds one for the connection's life,
+    and each response points it at whoever consumes its body, so a body piece reaches the
+    consumer with no Python frame of the connection's own."""
+
+    __slots__ = ("count", "target")
+
+    def __init__(self, target: Any = None) -> None:
+        self.target = target
+        self.count = 0
+
+    def __call__(self, data: Any, /) -> None:
+        self.count += 1
+        target = self.target
+        if target is not None:
+            target(data)
+
+
+class Guarded_py:
+    """`func(arg)`, except that an exception among `errors` is handed to `handler(exc)`
+    instead of raised. A protocol's `data_received` as its parser's `feed_data`, with the
+    parser's errors still handled, and no Python frame per read."""
+
+    __slots__ = ("_errors", "_func", "_handler")
+
+    def __init__(self, func: Any, errors: Any, handler: Any) -> None:
+        self._func, self._errors, self._handler = func, errors, handler
+
+    def __call__(self, arg: Any, /) -> None:
+        try:
+            self._func(arg)
+        except self._errors as exc:
+            self._handler(exc)
+
+
 try:
     from sserelay._speedups import (
         ChunkWriter,
+        Forward,
+        Guarded,
         between,
         http_chunk,
         http_entry,
@@ -170,6 +208,7 @@ try:
 except ImportError:  # not built here: the definitions above, a few hundred ns slower
     COMPILED = False
     ChunkWriter = ChunkWriter_py  # type: ignore[assignment,misc]
+    Forward, Guarded = Forward_py, Guarded_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py

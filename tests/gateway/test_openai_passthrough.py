@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sserelay.gateway.openai_passthrough import OpenAIStreamFilter
 from sserelay.keys.ledger import Usage
 from sserelay.providers.errors import ProviderError
 from sserelay.redaction import redact
+from sserelay.speedups import plain_event
 
 ROLE = b'data: {"choices":[{"delta":{"role":"assistant","content":""}}],"usage":null}\n\n'
 HELLO = b'data: {"choices":[{"delta":{"content":"Hello"}}],"usage":null}\n\n'
@@ -171,3 +174,40 @@ def test_nothing_after_done_is_relayed() -> None:
     """Bytes after [DONE] are ignored."""
     out, _ = relay(ROLE, DONE + HELLO, HELLO)
     assert out == ROLE + DONE
+
+
+_READS = [
+    ROLE, HELLO, STOP, USAGE, DONE, HELLO[:9], HELLO[9:], b"\n", b"\n\n", b": ping\n\n",
+    HELLO.replace(b"\n", b"\r\n"), b'data: {"error":{"message":"x"}}\n\n', b"data: {\n\n",
+    b"\xef\xbb\xbf" + HELLO, b"event: error\n", b"retry: 5\n", b"data: [DONE]\n",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_READS), max_size=12))
+def test_passes_plain_says_when_a_plain_event_would_come_out_of_feed_as_it_is(
+    reads: list[bytes],
+) -> None:
+    """A pushing relay skips `feed` for a plain read while `passes_plain`: then feed must
+    have returned that read, counted, and changed nothing else."""
+    stream = OpenAIStreamFilter(strip_usage=False, redact=str)
+    for read in reads:
+        if stream.passes_plain and plain_event(HELLO):
+            state = (stream.done, stream.events, stream.error, stream.usage)
+            assert stream.feed(HELLO) is HELLO
+            assert (stream.done, stream.events - 1, stream.error, stream.usage) == state
+            assert stream.passes_plain
+        stream.feed(read)
+    assert not (stream.done and stream.passes_plain)
+
+
+def test_passes_plain_holds_between_events_and_not_mid_event_or_after_the_end() -> None:
+    stream = OpenAIStreamFilter(strip_usage=False, redact=str)
+    assert not stream.passes_plain  # the first read goes through the decoder (a BOM)
+    stream.feed(ROLE)
+    assert stream.passes_plain
+    stream.feed(HELLO[:9])
+    assert not stream.passes_plain  # the decoder holds half an event
+    stream.feed(HELLO[9:])
+    assert stream.passes_plain
+    stream.feed(DONE)
+    assert not stream.passes_plain

@@ -38,6 +38,7 @@ class NamedEventFilter:
         self._input_tokens = 0
         self._forwarded = 0
         self.done = False
+        self.passes_plain = False  # every read goes through `feed` (StreamFilter)
         self.error: ProviderError | None = None
         self.usage: Usage | None = None
         self.events = 0

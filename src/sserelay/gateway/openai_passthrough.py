@@ -63,6 +63,7 @@ class OpenAIStreamFilter:
         "_started",
         "_strip_usage",
         "done",
+        "passes_plain",
         "error",
         "events",
         "usage",
@@ -77,6 +78,10 @@ class OpenAIStreamFilter:
         self._started = False
         self._at_boundary = True
         self._ends_lf = False
+        # Whether a read that is one plain event (`speedups.plain_event`) comes out of
+        # `feed` as it is: the decoder holds nothing and the stream goes on. A pushing
+        # relay may then send it without calling `feed`, adding one to `events`.
+        self.passes_plain = False
         self.done = False  # the stream ended, cleanly ([DONE]) or with an error event
         self.error: ProviderError | None = None
         self.usage: Usage | None = None
@@ -85,7 +90,7 @@ class OpenAIStreamFilter:
     def feed(self, chunk: bytes) -> bytes:
         if self.done or not chunk:
             return b""
-        if self._at_boundary and self._started:
+        if self.passes_plain:
             # A paced model sends one event per read: `data: {...}\n\n` with no other line
             # break, recognised in one C call (sserelay/speedups.py).
             if plain_event(chunk):
@@ -115,6 +120,7 @@ class OpenAIStreamFilter:
 
     def _fail(self, error: ProviderError) -> bytes:
         self.done = True
+        self.passes_plain = False
         self.error = error
         return openai_error_event(error)
 
@@ -148,6 +154,7 @@ class OpenAIStreamFilter:
         # line (a line ending is LF, CR or CRLF, so "\n\n" always ends an empty line).
         self._at_boundary = chunk.endswith(_BLANK) or (chunk == b"\n" and self._ends_lf)
         self._ends_lf = chunk.endswith(b"\n")
+        self.passes_plain = self._at_boundary and not self.done
         out: list[bytes] = []
         for event in events:
             payload = event.data.encode()
@@ -164,6 +171,7 @@ class OpenAIStreamFilter:
             return b""
         if payload == _DONE_PAYLOAD:
             self.done = True
+            self.passes_plain = False
             return DONE
         if _needs_a_look(payload) or payload[:1] != b"{":
             return self._inspect(payload)

@@ -20,6 +20,7 @@ from sserelay.keys.ledger import Usage
 from sserelay.observability.context import StreamMarks, clock, current_request
 from sserelay.providers.base import ProviderReply
 from sserelay.providers.errors import ProviderError
+from sserelay.speedups import plain_event
 from sserelay.upstream.errors import Ending
 from sserelay.web.event_stream import Channel
 
@@ -38,6 +39,10 @@ class StreamFilter(Protocol):
     error: ProviderError | None
     usage: Usage | None
     events: int
+    passes_plain: bool
+    """While true, a read that is one plain event (`speedups.plain_event`) would come out
+    of `feed` unchanged: a pushing relay sends it as it is, adding one to `events`, without
+    the call (see OpenAIStreamFilter)."""
 
     def feed(self, chunk: bytes) -> bytes: ...
     def end(self) -> bytes: ...
@@ -156,7 +161,13 @@ class RelayedStream:
                 waiting.append(asyncio.ensure_future(_resume_after(channel, reply, waiting)))
 
         def on_data(chunk: bytes) -> None:
-            data = feed(chunk)
+            # The filter's own first check, without its call (StreamFilter.passes_plain):
+            # per chunk, each Python call costs (docs/decisions.md, "The upstream's reads").
+            if stream.passes_plain and plain_event(chunk):
+                stream.events += 1
+                data = chunk
+            else:
+                data = feed(chunk)
             if data:
                 out(data)
             if stream.done and not ended.done():

@@ -20,6 +20,7 @@ from sserelay.gateway.relay import StreamFilter
 from sserelay.gateway.service import OpenedStream
 from sserelay.providers import ProviderError
 from sserelay.relay.stream_format import Emit, Outcome, Pushed, StreamFormat
+from sserelay.speedups import plain_event
 from sserelay.streams import Ending
 from sserelay.upstream.errors import Ending as LedgerEnding
 from sserelay.upstream.errors import UpstreamError
@@ -111,7 +112,13 @@ class ChatPayloads(Pushed):
                 ended.set_result(None)
 
         def on_data(chunk: bytes) -> None:
-            out = feed(chunk)
+            # The filter's own first check, without its call (StreamFilter.passes_plain): a
+            # read that is one plain event goes on as it is.
+            if stream.passes_plain and plain_event(chunk):
+                stream.events += 1
+                out = chunk
+            else:
+                out = feed(chunk)
             if out:
                 # `_one_event`, inline: most reads are one event, emitted without a list
                 # or another call (the first bytes and the end go through `deliver`).

@@ -58,6 +58,7 @@ class TranslatingFilter:
         self._reader = reader
         self._writer = writer
         self.done = False
+        self.passes_plain = False  # every read goes through `feed` (StreamFilter)
         self.error: ProviderError | None = None
         self.usage: Usage | None = None
         self.events = 0  # chunks with content or tool-call deltas

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from sserelay.speedups import Forward, Guarded
+
 __all__ = ["Aborter", "H1Closed", "H1Error", "H1Pool", "H1Response"]
 
 _MAX_IDLE_PER_ORIGIN = 64
@@ -52,12 +54,17 @@ class H1Response:
     """
 
     __slots__ = (
-        "_buffer", "_conn", "_end_error", "_ended", "_on_data", "_on_end", "_waiter",
-        "headers", "received", "status",
+        "_base", "_body", "_buffer", "_conn", "_end_error", "_ended", "_on_data", "_on_end",
+        "_waiter", "headers", "status",
     )  # fmt: skip
 
     def __init__(self, conn: _Connection) -> None:
         self._conn: _Connection | None = conn
+        # The connection's body callback, pointed at this response's consumer: `_data`
+        # (pulled) or the attached `on_data` (pushed). It counts the pieces.
+        self._body = body = conn.on_body
+        self._base = body.count
+        body.target = self._data
         self.status = 0
         self.headers: dict[str, str] = {}  # lower-case names; a repeated header: last wins
         # A list, not a deque: it is emptied whole, and an empty deque costs ~600 bytes.
@@ -67,7 +74,11 @@ class H1Response:
         self._end_error: H1Error | None = None
         self._on_data: OnData | None = None
         self._on_end: OnEnd | None = None
-        self.received = 0  # body pieces so far: a watchdog's measure of progress
+
+    @property
+    def received(self) -> int:
+        """Body pieces so far: a watchdog's measure of progress."""
+        return self._body.count - self._base
 
     @property
     def complete(self) -> bool:
@@ -96,6 +107,7 @@ class H1Response:
         on_end = self._on_end
         if on_end is not None:
             self._on_end = self._on_data = None
+            self._point_body(self._data)
             on_end(error)
             return
         waiter = self._waiter
@@ -147,10 +159,19 @@ class H1Response:
             on_end(self._end_error)
             return
         self._on_data, self._on_end = on_data, on_end
+        self._point_body(on_data)
         self._resume_reading()
 
     def detach(self) -> None:
         self._on_data = self._on_end = None
+        self._point_body(self._data)
+
+    def _point_body(self, target: OnData) -> None:
+        # Only while this is the connection's response: a reused connection's parser
+        # belongs to the next one.
+        conn = self._conn
+        if conn is not None and conn.response is self:
+            self._body.target = target
 
     def pause(self) -> None:
         conn = self._conn
@@ -171,16 +192,16 @@ class H1Response:
         """Done with the response: a connection whose body ended cleanly goes back to the
         pool; one still sending is closed (an upstream that loses its client stops
         generating)."""
-        conn, self._conn = self._conn, None
         self.detach()
+        conn, self._conn = self._conn, None
         if conn is not None:
             conn.finish(self)
 
     def release(self) -> None:
         """Done with the response, which has sent everything that matters: keep the
         connection if its last bytes (the chunked terminator) arrive within a few seconds."""
-        conn, self._conn = self._conn, None
         self.detach()
+        conn, self._conn = self._conn, None
         if conn is not None:
             conn.finish(self, grace=_RELEASE_GRACE)
 
@@ -211,7 +232,16 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.origin = origin
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        # The parser's body callback (it looks its callbacks up once, here): each response
+        # points it at its consumer, so a body piece goes from the parser to the consumer
+        # with no Python frame in between (docs/decisions.md, "The upstream's reads").
+        self.on_body = Forward()
         self.parser = httptools.HttpResponseParser(self)
+        # uvloop looks `data_received` up once, when the transport is made: this instance's
+        # is the parser's own `feed_data`, its errors handled by `_parse_failed`.
+        self.data_received = Guarded(  # type: ignore[method-assign,assignment]
+            self.parser.feed_data, httptools.HttpParserError, self._parse_failed
+        )
         self.response: H1Response | None = None
         self.headers_done: asyncio.Future[None] | None = None
         self.closed = False
@@ -227,15 +257,12 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
         if self.response is None:  # bytes on an idle connection: it cannot be reused
             self.transport.close()
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        elif isinstance(exc, httptools.HttpParserUpgrade):
             self._fail(H1Error("The upstream switched protocols."))
-        except httptools.HttpParserError as exc:
+        else:
             self._fail(H1Error(f"The upstream sent malformed HTTP ({exc})."))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -261,7 +288,11 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
 
-    # -- httptools callbacks -------------------------------------------------------------
+    # -- httptools callbacks (and `on_body`, the Forward made in __init__) ---------------
+
+    def on_message_begin(self) -> None:
+        if self.response is None:  # bytes on an idle connection: it cannot be reused
+            raise H1Error("bytes on an idle connection")  # to _parse_failed, which closes
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
@@ -283,18 +314,6 @@ class _Connection(asyncio.Protocol):
         waiter = self.headers_done
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        response = self.response
-        if response is not None:
-            response.received += 1
-            # The pushed body's consumer is called from here, one frame under the parser:
-            # per chunk, each Python call on the way costs (docs/decisions.md, "The hot path").
-            on_data = response._on_data
-            if on_data is not None:
-                on_data(body)
-            else:
-                response._data(body)
 
     def on_message_complete(self) -> None:
         response = self.response
@@ -330,6 +349,7 @@ class _Connection(asyncio.Protocol):
             self._grace.cancel()
             self._grace = None
         response, self.response = self.response, None
+        self.on_body.target = None  # nothing of that response's is called any more
         if self.closed:
             return
         if response is None or not response.complete or not self._keep:
