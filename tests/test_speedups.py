@@ -48,6 +48,8 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.ChunkWriter is _speedups.ChunkWriter
     assert speedups.Forward is _speedups.Forward
     assert speedups.Guarded is _speedups.Guarded
+    assert speedups.EntryTail is _speedups.EntryTail
+    assert speedups.Retained is _speedups.Retained
 
 
 @given(_chunks)
@@ -346,3 +348,85 @@ def test_the_compiled_callables_take_exactly_one_positional_argument() -> None:
         with pytest.raises(TypeError, match="exactly one positional argument"):
             call(data=b"a")
     assert forward.count == 0
+
+
+class _Future:
+    """What EntryTail calls on `stopped`: done() and set_result()."""
+
+    def __init__(self) -> None:
+        self.results: list[object] = []
+
+    def done(self) -> bool:
+        return bool(self.results)
+
+    def set_result(self, result: object) -> None:
+        self.results.append(result)
+
+
+@pytest.mark.parametrize("base", [_speedups.EntryTail, speedups.EntryTail_py])
+def test_an_entry_tail_writes_each_entry_as_one_chunk_and_hands_on_the_rest(base: Any) -> None:
+    from sserelay.streams import End, Ending, Entry, Gap
+
+    written: list[bytes] = []
+    others: list[object] = []
+    takes = [True, False]
+
+    class Tail(base):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+        def on_other(self, item: object) -> None:
+            others.append(item)
+
+    def write_chunk(chunk: bytes) -> bool:
+        written.append(chunk)
+        return takes.pop(0)
+
+    tail = Tail(b"id: s1:", write_chunk, Entry, 4)
+    tail.on_item(Entry(5, b"data: x\n\n"))  # not subscribed yet: nothing
+    assert (written, tail.pos) == ([], 4)
+    tail.stopped = stopped = _Future()
+    tail.on_item(Entry(5, b'data: {"a":1}\n\n'))
+    assert written == [_speedups.http_chunk(b'id: s1:5\ndata: {"a":1}\n\n')]
+    assert tail.pos == 5
+    assert stopped.results == []
+    tail.on_item(Gap(6, 7))
+    assert others == [Gap(6, 7)]
+    tail.on_item(Entry(8, b"data: y\n\n"))  # the client does not take it: stop
+    assert tail.pos == 8
+    assert stopped.results == [None]
+    tail.on_item(Entry(9, b"data: z\n\n"))  # stopped: nothing more
+    tail.on_item(End(Ending.DONE, None))
+    assert len(written) == 2
+    assert tail.pos == 8
+    assert others == [Gap(6, 7)]
+    assert tail.prefix == b"id: s1:"
+
+
+def _learning_on(base: Any) -> Any:
+    class Learns(base):  # type: ignore[misc,valid-type]
+        """Learns `{"a":` / `}` from its first payload, keeping that one whole."""
+
+        __slots__ = ()
+
+        def _append_learning(self, payload: bytes) -> None:
+            self._prefix, self._suffix, self._cut = b'{"a":', b"}", 6
+            self._items.append((payload,))
+
+    return Learns
+
+
+@given(st.lists(st.sampled_from([b'{"a":1}', b'{"a":}', b'{"a":', b"}", b"", b'{"b":2}',
+                                 b'{"a":"x}y"}', b'{"a":1}}']), max_size=8))
+def test_retained_appends_the_middle_once_learned_as_its_python_definition(
+    payloads: list[bytes],
+) -> None:
+    from collections import deque
+
+    kept = []
+    for base in (_speedups.Retained, speedups.Retained_py):
+        retained = _learning_on(base)(deque(maxlen=5))
+        for payload in payloads:
+            retained.append(payload)
+        kept.append(list(retained._items))
+    assert kept[0] == kept[1]
+    assert len(kept[0]) == min(len(payloads), 5)

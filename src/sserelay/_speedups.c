@@ -727,6 +727,301 @@ static PyType_Spec guarded_spec = {
     .slots = guarded_slots,
 };
 
+/* speedups.EntryTail: a pushed follower's `on_item`, for the usual item, an `Entry`: its id
+ * line and payload as one HTTP chunk, written in one C call. Other items go to the
+ * subclass's `on_other`. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *prefix;
+    PyObject *write_chunk;
+    PyObject *entry_type;
+    PyObject *stopped;
+    Py_ssize_t pos;
+} EntryTail;
+
+static PyObject *DONE, *SET_RESULT, *ON_OTHER;
+
+static int
+entry_tail_init(EntryTail *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *prefix, *write_chunk, *entry_type;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "SOOn:EntryTail", &prefix, &write_chunk, &entry_type, &pos)) {
+        return -1;
+    }
+    Py_INCREF(prefix);
+    Py_INCREF(write_chunk);
+    Py_INCREF(entry_type);
+    Py_XSETREF(self->prefix, prefix);
+    Py_XSETREF(self->write_chunk, write_chunk);
+    Py_XSETREF(self->entry_type, entry_type);
+    Py_XSETREF(self->stopped, Py_NewRef(Py_None));
+    self->pos = pos;
+    return 0;
+}
+
+static int
+entry_tail_traverse(EntryTail *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->prefix);
+    Py_VISIT(self->write_chunk);
+    Py_VISIT(self->entry_type);
+    Py_VISIT(self->stopped);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+entry_tail_clear(EntryTail *self)
+{
+    Py_CLEAR(self->prefix);
+    Py_CLEAR(self->write_chunk);
+    Py_CLEAR(self->entry_type);
+    Py_CLEAR(self->stopped);
+    return 0;
+}
+
+static void
+entry_tail_dealloc(EntryTail *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    entry_tail_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+/* The result of calling `obj.name()` as a truth value: 1, 0, or -1 with an exception. */
+static int
+method_is_true(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_CallMethodNoArgs(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+static PyObject *
+entry_tail_on_item(EntryTail *self, PyObject *item)
+{
+    if (self->prefix == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "EntryTail.__init__() was not called");
+        return NULL;
+    }
+    PyObject *stopped = self->stopped;
+    if (stopped == Py_None) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(stopped);
+    int done = method_is_true(stopped, DONE);
+    PyObject *result = NULL;
+    if (done != 0) {
+        result = done < 0 ? NULL : Py_NewRef(Py_None);
+        goto finally;
+    }
+    if ((PyObject *)Py_TYPE(item) != self->entry_type || PyTuple_GET_SIZE(item) != 2
+        || !PyLong_Check(PyTuple_GET_ITEM(item, 0))
+        || !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+        result = PyObject_CallMethodOneArg((PyObject *)self, ON_OTHER, item);
+        goto finally;
+    }
+    PyObject *payload = PyTuple_GET_ITEM(item, 1);
+    long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 0));
+    if (seq == -1 && PyErr_Occurred()) {
+        goto finally;
+    }
+    self->pos = (Py_ssize_t)seq;
+    char number[24];
+    const char *parts[] = {PyBytes_AS_STRING(self->prefix), number, "\n",
+                           PyBytes_AS_STRING(payload)};
+    Py_ssize_t sizes[] = {PyBytes_GET_SIZE(self->prefix), decimal(number, seq), 1,
+                          PyBytes_GET_SIZE(payload)};
+    PyObject *chunk = chunk_of(parts, sizes, 4);
+    if (chunk == NULL) {
+        goto finally;
+    }
+    PyObject *written = PyObject_CallOneArg(self->write_chunk, chunk);
+    Py_DECREF(chunk);
+    if (written == NULL) {
+        goto finally;
+    }
+    int taken = PyObject_IsTrue(written);
+    Py_DECREF(written);
+    if (taken < 0) {
+        goto finally;
+    }
+    if (!taken) { /* the client is not reading: it catches up from the log later */
+        PyObject *set = PyObject_CallMethodOneArg(stopped, SET_RESULT, Py_None);
+        if (set == NULL) {
+            goto finally;
+        }
+        Py_DECREF(set);
+    }
+    result = Py_NewRef(Py_None);
+finally:
+    Py_DECREF(stopped);
+    return result;
+}
+
+static PyMethodDef entry_tail_methods[] = {
+    {"on_item", (PyCFunction)entry_tail_on_item, METH_O,
+     "Write an Entry to the client (another item: `on_other`), unless stopped."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef entry_tail_members[] = {
+    {"prefix", T_OBJECT, offsetof(EntryTail, prefix), READONLY, "`id: <stream>:`"},
+    {"stopped", T_OBJECT, offsetof(EntryTail, stopped), 0,
+     "The future that ends this subscription (None: not subscribed)."},
+    {"pos", T_PYSSIZET, offsetof(EntryTail, pos), 0, "The last seq handed on."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot entry_tail_slots[] = {
+    {Py_tp_doc, "A pushed follower's on_item, for entries (see "
+                "sserelay.speedups.EntryTail_py)."},
+    {Py_tp_init, entry_tail_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_traverse, entry_tail_traverse},
+    {Py_tp_clear, entry_tail_clear},
+    {Py_tp_dealloc, entry_tail_dealloc},
+    {Py_tp_methods, entry_tail_methods},
+    {Py_tp_members, entry_tail_members},
+    {0, NULL},
+};
+
+static PyType_Spec entry_tail_spec = {
+    .name = "sserelay._speedups.EntryTail",
+    .basicsize = sizeof(EntryTail),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = entry_tail_slots,
+};
+
+/* speedups.Retained: RetainedPayloads' append, once its affixes are learned: the middle of
+ * each payload that has both (else the payload as a 1-tuple) onto the deque `_items`, in
+ * one C call. Until then it calls the subclass's `_append_learning`. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *items;
+    PyObject *prefix;
+    PyObject *suffix;
+    Py_ssize_t cut;
+} Retained;
+
+static PyObject *APPEND, *APPEND_LEARNING;
+
+static int
+retained_init(Retained *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *items;
+    if (!PyArg_ParseTuple(args, "O:Retained", &items)) {
+        return -1;
+    }
+    Py_INCREF(items);
+    Py_XSETREF(self->items, items);
+    Py_XSETREF(self->prefix, PyBytes_FromStringAndSize(NULL, 0));
+    Py_XSETREF(self->suffix, PyBytes_FromStringAndSize(NULL, 0));
+    self->cut = 0;
+    return self->prefix != NULL && self->suffix != NULL ? 0 : -1;
+}
+
+static int
+retained_traverse(Retained *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->items);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+retained_clear(Retained *self)
+{
+    Py_CLEAR(self->items);
+    Py_CLEAR(self->prefix);
+    Py_CLEAR(self->suffix);
+    return 0;
+}
+
+static void
+retained_dealloc(Retained *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    retained_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyObject *
+retained_append(Retained *self, PyObject *payload)
+{
+    if (self->items == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Retained.__init__() was not called");
+        return NULL;
+    }
+    if (self->cut == 0 || !PyBytes_Check(payload) || !PyBytes_Check(self->prefix)
+        || !PyBytes_Check(self->suffix)) {
+        return PyObject_CallMethodOneArg((PyObject *)self, APPEND_LEARNING, payload);
+    }
+    const char *s = PyBytes_AS_STRING(payload);
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    Py_ssize_t plen = PyBytes_GET_SIZE(self->prefix), slen = PyBytes_GET_SIZE(self->suffix);
+    PyObject *item;
+    if (n < plen + slen || memcmp(s, PyBytes_AS_STRING(self->prefix), (size_t)plen) != 0
+        || memcmp(s + n - slen, PyBytes_AS_STRING(self->suffix), (size_t)slen) != 0) {
+        item = PyTuple_Pack(1, payload); /* kept whole */
+    } else {
+        item = PyBytes_FromStringAndSize(s + plen, n - plen - slen);
+    }
+    if (item == NULL) {
+        return NULL;
+    }
+    PyObject *done = PyObject_CallMethodOneArg(self->items, APPEND, item);
+    Py_DECREF(item);
+    if (done == NULL) {
+        return NULL;
+    }
+    Py_DECREF(done);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef retained_methods[] = {
+    {"append", (PyCFunction)retained_append, METH_O,
+     "Keep `payload` (its middle, once the affixes are learned)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef retained_members[] = {
+    {"_items", T_OBJECT, offsetof(Retained, items), READONLY, "The kept items (a deque)."},
+    {"_prefix", T_OBJECT, offsetof(Retained, prefix), 0, "The learned prefix."},
+    {"_suffix", T_OBJECT, offsetof(Retained, suffix), 0, "The learned suffix."},
+    {"_cut", T_PYSSIZET, offsetof(Retained, cut), 0,
+     "len(prefix) + len(suffix); 0 until learned."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot retained_slots[] = {
+    {Py_tp_doc, "RetainedPayloads' append once learned (see sserelay.speedups.Retained_py)."},
+    {Py_tp_init, retained_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_traverse, retained_traverse},
+    {Py_tp_clear, retained_clear},
+    {Py_tp_dealloc, retained_dealloc},
+    {Py_tp_methods, retained_methods},
+    {Py_tp_members, retained_members},
+    {0, NULL},
+};
+
+static PyType_Spec retained_spec = {
+    .name = "sserelay._speedups.Retained",
+    .basicsize = sizeof(Retained),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = retained_slots,
+};
+
 static int
 add_type(PyObject *module, PyType_Spec *spec, const char *name)
 {
@@ -747,14 +1042,18 @@ speedups_exec(PyObject *module)
         const char *text;
     } names[] = {{&DISCONNECTED, "disconnected"}, {&WRITE_PAUSED, "write_paused"},
                  {&TRANSPORT, "transport"},       {&FLOW, "flow"},
-                 {&WRITE, "write"}};
+                 {&WRITE, "write"},               {&DONE, "done"},
+                 {&SET_RESULT, "set_result"},     {&ON_OTHER, "on_other"},
+                 {&APPEND, "append"},             {&APPEND_LEARNING, "_append_learning"}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL) {
             return -1;
         }
     }
     if (add_type(module, &chunk_writer_spec, "ChunkWriter") < 0
-        || add_type(module, &forward_spec, "Forward") < 0) {
+        || add_type(module, &forward_spec, "Forward") < 0
+        || add_type(module, &entry_tail_spec, "EntryTail") < 0
+        || add_type(module, &retained_spec, "Retained") < 0) {
         return -1;
     }
     return add_type(module, &guarded_spec, "Guarded");

@@ -9,6 +9,21 @@ class ChunkWriter:
     def write(self, data: bytes, /) -> bool: ...
     def write_chunk(self, chunk: bytes, /) -> bool: ...
 
+class EntryTail:
+    prefix: bytes
+    stopped: Any
+    pos: int
+    def __init__(self, prefix: bytes, write_chunk: Any, entry_type: type, pos: int, /) -> None: ...
+    def on_item(self, item: Any, /) -> None: ...
+
+class Retained:
+    _items: Any
+    _prefix: bytes
+    _suffix: bytes
+    _cut: int
+    def __init__(self, items: Any, /) -> None: ...
+    def append(self, payload: bytes, /) -> None: ...
+
 class Forward:
     target: Any
     count: int

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "COMPILED", "ChunkWriter", "Forward", "Guarded", "between", "http_chunk", "http_entry",
+    "COMPILED", "ChunkWriter", "EntryTail", "Forward", "Guarded", "Retained", "between",
+    "http_chunk", "http_entry",
     "one_data_line", "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
@@ -191,11 +192,61 @@ class Guarded_py:
             self._handler(exc)
 
 
+class EntryTail_py:
+    """A pushed follower's `on_item` for its usual item, a log `Entry` (`entry_type`, a
+    2-tuple of seq and payload): while subscribed (`stopped` is a pending future), the
+    entry's id line (`prefix`, the seq) and payload go to `write_chunk` as one HTTP chunk,
+    `pos` becomes its seq, and a write the client does not take (False) resolves `stopped`
+    with None. Any other item goes to `self.on_other`, which a subclass defines."""
+
+    __slots__ = ("_entry_type", "_write_chunk", "pos", "prefix", "stopped")
+
+    def __init__(self, prefix: bytes, write_chunk: Any, entry_type: Any, pos: int) -> None:
+        self.prefix, self._write_chunk, self._entry_type = prefix, write_chunk, entry_type
+        self.pos = pos
+        self.stopped: Any = None
+
+    def on_item(self, item: Any, /) -> None:
+        stopped = self.stopped
+        if stopped is None or stopped.done():
+            return
+        if type(item) is not self._entry_type:
+            self.on_other(item)  # type: ignore[attr-defined]
+            return
+        seq, payload = item
+        self.pos = seq
+        if not self._write_chunk(http_entry(self.prefix, seq, payload)):
+            stopped.set_result(None)
+
+
+class Retained_py:
+    """RetainedPayloads' `append` (streams/retained.py) once its affixes are learned
+    (`_cut` > 0): the middle of a payload that has both `_prefix` and `_suffix` (`between`)
+    goes onto the deque `_items`, any other payload as a 1-tuple. Before that, `append`
+    is the subclass's `_append_learning`."""
+
+    __slots__ = ("_cut", "_items", "_prefix", "_suffix")
+
+    def __init__(self, items: Any) -> None:
+        self._items = items
+        self._prefix = self._suffix = b""
+        self._cut = 0
+
+    def append(self, payload: bytes, /) -> None:
+        if not self._cut:
+            self._append_learning(payload)  # type: ignore[attr-defined]
+            return
+        middle = between(payload, self._prefix, self._suffix)
+        self._items.append((payload,) if middle is None else middle)
+
+
 try:
     from sserelay._speedups import (
         ChunkWriter,
+        EntryTail,
         Forward,
         Guarded,
+        Retained,
         between,
         http_chunk,
         http_entry,
@@ -209,6 +260,7 @@ except ImportError:  # not built here: the definitions above, a few hundred ns s
     COMPILED = False
     ChunkWriter = ChunkWriter_py  # type: ignore[assignment,misc]
     Forward, Guarded = Forward_py, Guarded_py  # type: ignore[assignment,misc]
+    EntryTail, Retained = EntryTail_py, Retained_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py

@@ -63,9 +63,9 @@ class OpenAIStreamFilter:
         "_started",
         "_strip_usage",
         "done",
-        "passes_plain",
         "error",
         "events",
+        "passes_plain",
         "usage",
     )
 

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import overload
 
-from sserelay.speedups import between
+from sserelay.speedups import Retained
 
 __all__ = ["RetainedPayloads"]
 
@@ -34,26 +34,24 @@ _LEARN_PAIRS = 3
 _BOUNDARIES = b'":,{}[]\n'
 
 
-class RetainedPayloads(Sequence[bytes]):
-    """The last `maxlen` payloads appended, as a sequence of bytes."""
+class RetainedPayloads(Retained, Sequence[bytes]):
+    """The last `maxlen` payloads appended, as a sequence of bytes.
 
-    __slots__ = ("_cut", "_items", "_last", "_learning", "_prefix", "_suffix", "maxlen")
+    `append` is Retained's (sserelay/speedups.py): once the affixes are learned, one C call
+    per payload; until then it calls `_append_learning`."""
+
+    __slots__ = ("_last", "_learning", "maxlen")
+    # A middle (bytes) between the stream's prefix and suffix, or a whole payload kept as a
+    # 1-tuple: one that arrived while the affixes were being learned, or lacks them.
+    _items: deque[bytes | tuple[bytes]]
 
     def __init__(self, maxlen: int) -> None:
-        # A middle (bytes) between the stream's prefix and suffix, or a whole payload kept
-        # as a 1-tuple: one that arrived while the affixes were being learned, or lacks them.
-        self._items: deque[bytes | tuple[bytes]] = deque(maxlen=maxlen)
+        super().__init__(deque(maxlen=maxlen))  # and no affixes: `_cut` is 0
         self.maxlen = maxlen
-        self._prefix = self._suffix = b""
-        self._cut = 0  # len(prefix) + len(suffix); 0 until learned
         self._last: bytes | None = None
         self._learning = _LEARN_PAIRS
 
-    def append(self, payload: bytes) -> None:
-        if self._cut:
-            middle = between(payload, self._prefix, self._suffix)  # one C call per chunk
-            self._items.append((payload,) if middle is None else middle)
-            return
+    def _append_learning(self, payload: bytes) -> None:
         if not self._learning:
             self._items.append(payload)  # nothing shared: kept as it is (empty affixes)
             return

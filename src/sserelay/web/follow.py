@@ -19,7 +19,7 @@ from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE
 from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
-from sserelay.speedups import http_entry
+from sserelay.speedups import EntryTail, http_entry
 from sserelay.streams import End, Entry, Gap, LogItem, Moved, parse_event_id
 from sserelay.web.event_stream import Channel, EventStreamResponse
 from sserelay.web.query import query_params
@@ -131,30 +131,30 @@ async def _push(generations: Generations, stream_id: str, after: int, channel: C
         await channel.drain()
 
 
-class _Tail:
-    """One pushed follower's position, and what it does with each log item."""
+class _Tail(EntryTail):
+    """One pushed follower's position (`pos`), and what it does with each log item
+    (`on_item`): an entry, the usual item, is written by EntryTail in one C call, its id
+    line and payload as one HTTP chunk, and `stopped` resolved with None when the client
+    is not reading (it catches up from the log later); the rest comes here."""
 
-    __slots__ = ("_prefix", "_write", "_write_chunk", "pos", "stopped")
+    __slots__ = ("_channel",)
+    stopped: asyncio.Future[End | None] | None
 
     def __init__(self, stream_id: str, after: int, channel: Channel) -> None:
-        self._prefix = b"id: " + stream_id.encode() + b":"
-        self._write = channel.write
-        self._write_chunk = channel.write_chunk
-        self.pos = after
-        self.stopped: asyncio.Future[End | None] | None = None
+        super().__init__(b"id: " + stream_id.encode() + b":", channel.write_chunk, Entry, after)
+        self._channel = channel
 
-    def on_item(self, item: LogItem | Moved) -> None:
+    def on_other(self, item: LogItem | Moved) -> None:
         stopped = self.stopped
-        if stopped is None or stopped.done():
-            return
-        if type(item) is Entry:
+        assert stopped is not None  # EntryTail calls this only while subscribed
+        if type(item) is Entry:  # one EntryTail does not take: a payload that is not bytes
             self.pos = item.seq
-            # The id line and the payload framed as one HTTP chunk, in one C call.
-            if not self._write_chunk(http_entry(self._prefix, item.seq, item.payload)):
-                stopped.set_result(None)  # the client is not reading: catch up later
+            entry = http_entry(self.prefix, item.seq, bytes(item.payload))
+            if not self._channel.write_chunk(entry):
+                stopped.set_result(None)
         elif type(item) is Gap:
             self.pos = item.last
-            self._write(_gap_event(item))
+            self._channel.write(_gap_event(item))
         elif type(item) is Moved:
             stopped.set_result(None)  # the rest comes from `follow`
         else:
