@@ -50,6 +50,7 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.Guarded is _speedups.Guarded
     assert speedups.EntryTail is _speedups.EntryTail
     assert speedups.Retained is _speedups.Retained
+    assert speedups.TemplateText is _speedups.TemplateText
 
 
 @given(_chunks)
@@ -430,3 +431,21 @@ def test_retained_appends_the_middle_once_learned_as_its_python_definition(
         kept.append(list(retained._items))
     assert kept[0] == kept[1]
     assert len(kept[0]) == min(len(payloads), 5)
+
+
+@given(
+    st.sampled_from([None, b'{"t":"', b""]),
+    st.sampled_from([b'"}', b"", b"}"]),
+    st.lists(st.sampled_from([b'{"t":"', b'"}', b"hi", b" ", b'"', b"\\", b"\x7f", b"\n",
+                              "é".encode(), b"}", b"~"]), max_size=6).map(b"".join),
+)
+def test_template_text_reads_the_plain_text_as_its_python_definition(
+    prefix: bytes | None, suffix: bytes, data: bytes
+) -> None:
+    answers = []
+    for base in (_speedups.TemplateText, speedups.TemplateText_py):
+        reader = base()
+        reader._prefix_bytes, reader._suffix_bytes = prefix, suffix
+        answers.append((reader.plain_text(data), reader._hits))
+    assert answers[0] == answers[1]
+    assert (answers[0][0] is None) == (answers[0][1] == 0)

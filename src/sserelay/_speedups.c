@@ -1022,6 +1022,116 @@ static PyType_Spec retained_spec = {
     .slots = retained_slots,
 };
 
+/* speedups.TemplateText: TextReader's `plain_text`: the text between a learned template's
+ * `_prefix_bytes` and `_suffix_bytes` when it is plain ASCII, counted in `_hits`; None when
+ * there is no template (`_prefix_bytes` is None) or the data does not fit it. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *prefix;
+    PyObject *suffix;
+    Py_ssize_t hits;
+} TemplateText;
+
+static int
+template_text_init(TemplateText *self, PyObject *args, PyObject *kwargs)
+{
+    if (!PyArg_ParseTuple(args, ":TemplateText")) {
+        return -1;
+    }
+    Py_XSETREF(self->prefix, Py_NewRef(Py_None));
+    Py_XSETREF(self->suffix, PyBytes_FromStringAndSize(NULL, 0));
+    self->hits = 0;
+    return self->suffix != NULL ? 0 : -1;
+}
+
+static int
+template_text_traverse(TemplateText *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+template_text_clear(TemplateText *self)
+{
+    Py_CLEAR(self->prefix);
+    Py_CLEAR(self->suffix);
+    return 0;
+}
+
+static void
+template_text_dealloc(TemplateText *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    template_text_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyObject *
+template_text_plain_text(TemplateText *self, PyObject *data)
+{
+    if (!is_bytes(data, "plain_text")) {
+        return NULL;
+    }
+    PyObject *prefix = self->prefix, *suffix = self->suffix;
+    if (prefix == NULL || !PyBytes_Check(prefix) || suffix == NULL || !PyBytes_Check(suffix)) {
+        Py_RETURN_NONE;
+    }
+    const char *s = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), slen = PyBytes_GET_SIZE(suffix);
+    if (n < plen + slen || memcmp(s, PyBytes_AS_STRING(prefix), (size_t)plen) != 0
+        || memcmp(s + n - slen, PyBytes_AS_STRING(suffix), (size_t)slen) != 0) {
+        Py_RETURN_NONE;
+    }
+    const unsigned char *text = (const unsigned char *)s + plen;
+    Py_ssize_t size = n - plen - slen;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = text[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            Py_RETURN_NONE;
+        }
+    }
+    self->hits++;
+    return PyBytes_FromStringAndSize((const char *)text, size);
+}
+
+static PyMethodDef template_text_methods[] = {
+    {"plain_text", (PyCFunction)template_text_plain_text, METH_O,
+     "The plain ASCII text between the learned prefix and suffix, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef template_text_members[] = {
+    {"_prefix_bytes", T_OBJECT, offsetof(TemplateText, prefix), 0,
+     "The template up to the text (UTF-8), or None: no template."},
+    {"_suffix_bytes", T_OBJECT, offsetof(TemplateText, suffix), 0,
+     "The template after the text (UTF-8)."},
+    {"_hits", T_PYSSIZET, offsetof(TemplateText, hits), 0, "Chunks the template served."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot template_text_slots[] = {
+    {Py_tp_doc, "TextReader's plain_text (see sserelay.speedups.TemplateText_py)."},
+    {Py_tp_init, template_text_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_traverse, template_text_traverse},
+    {Py_tp_clear, template_text_clear},
+    {Py_tp_dealloc, template_text_dealloc},
+    {Py_tp_methods, template_text_methods},
+    {Py_tp_members, template_text_members},
+    {0, NULL},
+};
+
+static PyType_Spec template_text_spec = {
+    .name = "sserelay._speedups.TemplateText",
+    .basicsize = sizeof(TemplateText),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = template_text_slots,
+};
+
 static int
 add_type(PyObject *module, PyType_Spec *spec, const char *name)
 {
@@ -1053,7 +1163,8 @@ speedups_exec(PyObject *module)
     if (add_type(module, &chunk_writer_spec, "ChunkWriter") < 0
         || add_type(module, &forward_spec, "Forward") < 0
         || add_type(module, &entry_tail_spec, "EntryTail") < 0
-        || add_type(module, &retained_spec, "Retained") < 0) {
+        || add_type(module, &retained_spec, "Retained") < 0
+        || add_type(module, &template_text_spec, "TemplateText") < 0) {
         return -1;
     }
     return add_type(module, &guarded_spec, "Guarded");

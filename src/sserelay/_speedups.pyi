@@ -24,6 +24,13 @@ class Retained:
     def __init__(self, items: Any, /) -> None: ...
     def append(self, payload: bytes, /) -> None: ...
 
+class TemplateText:
+    _prefix_bytes: bytes | None
+    _suffix_bytes: bytes
+    _hits: int
+    def __init__(self) -> None: ...
+    def plain_text(self, data: bytes, /) -> bytes | None: ...
+
 class Forward:
     target: Any
     count: int

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "COMPILED", "ChunkWriter", "EntryTail", "Forward", "Guarded", "Retained", "between",
-    "http_chunk", "http_entry",
+    "COMPILED", "ChunkWriter", "EntryTail", "Forward", "Guarded", "Retained", "TemplateText",
+    "between", "http_chunk", "http_entry",
     "one_data_line", "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
@@ -240,6 +240,29 @@ class Retained_py:
         self._items.append((payload,) if middle is None else middle)
 
 
+class TemplateText_py:
+    """TextReader's `plain_text` (relay/openai_text.py): when a template is learned
+    (`_prefix_bytes` is not None) and `data` is it around printable ASCII with no quote or
+    backslash (`between`, `plain_ascii_text`), that text, counted in `_hits`; else None."""
+
+    __slots__ = ("_hits", "_prefix_bytes", "_suffix_bytes")
+
+    def __init__(self) -> None:
+        self._prefix_bytes: bytes | None = None
+        self._suffix_bytes = b""
+        self._hits = 0
+
+    def plain_text(self, data: bytes, /) -> bytes | None:
+        prefix = self._prefix_bytes
+        if prefix is None:
+            return None
+        text = between(data, prefix, self._suffix_bytes)
+        if text is None or not plain_ascii_text(text):
+            return None
+        self._hits += 1
+        return text
+
+
 try:
     from sserelay._speedups import (
         ChunkWriter,
@@ -247,6 +270,7 @@ try:
         Forward,
         Guarded,
         Retained,
+        TemplateText,
         between,
         http_chunk,
         http_entry,
@@ -261,6 +285,7 @@ except ImportError:  # not built here: the definitions above, a few hundred ns s
     ChunkWriter = ChunkWriter_py  # type: ignore[assignment,misc]
     Forward, Guarded = Forward_py, Guarded_py  # type: ignore[assignment,misc]
     EntryTail, Retained = EntryTail_py, Retained_py  # type: ignore[assignment,misc]
+    TemplateText = TemplateText_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import orjson
 
 from sserelay.codec import ServerSentEvent
-from sserelay.speedups import between, plain_ascii_text
+from sserelay.speedups import TemplateText
 from sserelay.upstream.errors import UpstreamError
 
 Kind = Literal["chat", "completion"]
@@ -78,22 +78,25 @@ _LEARNING = 4
 _EARNED = 32
 
 
-class TextReader:
+class TextReader(TemplateText):
     """`read_text_event` for the events of one stream, skipping the parse of chunks that
     are a proven template around a plain string (the module's docstring says why that is
-    exact). Call it with each event's data."""
+    exact). Call it with each event's data.
 
-    __slots__ = ("_chat", "_hits", "_learning", "_prefix", "_prefix_bytes", "_redact",
-                 "_suffix", "_suffix_bytes")  # fmt: skip
+    `plain_text(data)` is TemplateText's (sserelay/speedups.py), one C call: what
+    `self(data.decode())` would return as the text, as bytes, when `data` (an event's data,
+    UTF-8) is the proven template (`_prefix_bytes`, `_suffix_bytes`) around printable
+    ASCII, with no decode and no encode; None for anything else: call `self` with the
+    decoded data, which decides it (and keeps the template's account of hits and misses)."""
+
+    __slots__ = ("_chat", "_learning", "_prefix", "_redact", "_suffix")
 
     def __init__(self, chat: bool, redact: Callable[[str], str]) -> None:
+        super().__init__()  # no template yet: `_prefix_bytes` None, `_hits` 0
         self._chat = chat
         self._redact = redact
         self._prefix: str | None = None  # up to and including the text's opening quote
         self._suffix = ""  # from the text's closing quote
-        self._prefix_bytes: bytes | None = None  # the same, UTF-8 encoded, for `plain_text`
-        self._suffix_bytes = b""
-        self._hits = 0
         self._learning = _LEARNING
 
     def __call__(self, data: str) -> tuple[str, UpstreamError | None] | None:
@@ -135,21 +138,6 @@ class TextReader:
         if probed == (_PROBE, None):
             self._prefix, self._suffix = prefix, suffix
             self._prefix_bytes, self._suffix_bytes = prefix.encode(), suffix.encode()
-
-    def plain_text(self, data: bytes) -> bytes | None:
-        """What `self(data.decode())` would return as the text, as bytes, when `data` (an
-        event's data, UTF-8) is the proven template around printable ASCII: then the text's
-        bytes are the event's own, with no decode and no encode (one C check each,
-        sserelay/speedups.py). None for anything else: call `self` with the decoded data,
-        which decides it (and keeps the template's account of hits and misses)."""
-        prefix = self._prefix_bytes
-        if prefix is None:
-            return None
-        text = between(data, prefix, self._suffix_bytes)
-        if text is None or not plain_ascii_text(text):
-            return None
-        self._hits += 1
-        return text
 
 
 def ended_early() -> UpstreamError:
