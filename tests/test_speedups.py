@@ -51,6 +51,8 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.EntryTail is _speedups.EntryTail
     assert speedups.Retained is _speedups.Retained
     assert speedups.TemplateText is _speedups.TemplateText
+    assert speedups.DecoderState is _speedups.DecoderState
+    assert speedups.LogStream is _speedups.LogStream
 
 
 @given(_chunks)
@@ -449,3 +451,74 @@ def test_template_text_reads_the_plain_text_as_its_python_definition(
         answers.append((reader.plain_text(data), reader._hits))
     assert answers[0] == answers[1]
     assert (answers[0][0] is None) == (answers[0][1] == 0)
+
+
+_DECODER_FIELDS = speedups.DecoderState_py.__slots__
+_SSE_READS = [
+    b"data: hi\n\n", b"data: a\r\n\r\n", b"data: x", b"\n\n", b"id: 7\n", b"event: e\n",
+    b"retry: 10\n", b"\xef\xbb\xbf", b"data: {\"a\":1}\n\n", b": c\n", b"data: 1\ndata: 2\n\n",
+    b"\r", b"data:" + b"z" * 40 + b"\n\n",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_SSE_READS), max_size=8), st.sampled_from(_SSE_READS))
+def test_take_data_line_answers_as_its_python_definition_in_every_decoder_state(
+    reads: list[bytes], chunk: bytes
+) -> None:
+    from sserelay.codec import SSEDecodeError, SSEDecoder
+
+    decoder = SSEDecoder(max_line_bytes=32)
+    for read in reads:
+        try:
+            decoder.feed(read)
+        except SSEDecodeError:
+            break
+    spec = speedups.DecoderState_py()
+    for name in _DECODER_FIELDS:
+        setattr(spec, name, getattr(decoder, name))
+    assert type(decoder).__mro__[1] is _speedups.DecoderState
+    assert decoder.take_data_line(chunk) == spec.take_data_line(chunk)
+    assert decoder.last_event_id == spec.last_event_id
+
+
+def test_a_decoder_state_that_was_never_initialised_says_so() -> None:
+    with pytest.raises(RuntimeError, match="not initialised"):
+        _speedups.DecoderState().take_data_line(b"data: x\n\n")
+
+
+@pytest.mark.parametrize("base", [_speedups.LogStream, speedups.LogStream_py])
+def test_a_log_stream_appends_counts_wakes_and_tells_each_listener(base: Any) -> None:
+    from sserelay.streams import Entry
+
+    woken: list[list[object]] = []
+
+    class Stream(base):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+        def _refuse(self) -> int:
+            raise LookupError("ended")
+
+    kept: list[bytes] = []
+    stream = Stream(kept, Entry, lambda waiters: woken.append(list(waiters)))
+    assert stream.append(b"a") == 1  # nobody waits, nobody listens
+    got: list[tuple[str, object]] = []
+    stream.waiters.append("parked")
+    stream.listeners.append(lambda entry: got.append(("one", entry)))
+    assert stream.append(b"b") == 2
+    assert woken == [["parked"]]
+    assert got == [("one", Entry(2, b"b"))]
+    assert type(got[0][1]) is Entry
+
+    def second(entry: object) -> None:
+        got.append(("two", entry))
+        stream.listeners.remove(second)  # unsubscribes mid-append: the others still hear
+
+    stream.waiters.clear()
+    stream.listeners.insert(0, second)
+    assert stream.append(b"c") == 3
+    assert got[1:] == [("two", Entry(3, b"c")), ("one", Entry(3, b"c"))]
+    assert (kept, stream.last_seq) == ([b"a", b"b", b"c"], 3)
+    stream.ending = "done"
+    with pytest.raises(LookupError, match="ended"):
+        stream.append(b"d")
+    assert (kept, stream.last_seq, len(woken)) == ([b"a", b"b", b"c"], 3, 1)

@@ -1132,6 +1132,359 @@ static PyType_Spec template_text_spec = {
     .slots = template_text_slots,
 };
 
+/* speedups.DecoderState: the SSE decoder's state (codec/decoder.py keeps its meaning) and
+ * its `take_data_line`, in one C call: a read that is exactly one `data: ` line and a blank
+ * line, while the decoder holds nothing, is that line's value. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *at_stream_start;
+    PyObject *block_retry;
+    PyObject *data;
+    PyObject *error;
+    PyObject *event_type;
+    PyObject *id_buffer;
+    PyObject *pending;
+    PyObject *skip_lf;
+    PyObject *last_event_id;
+    PyObject *max_event_bytes;
+    PyObject *max_line_bytes;
+} DecoderState;
+
+#define DECODER_FIELDS(X) X(at_stream_start) X(block_retry) X(data) X(error) X(event_type) \
+    X(id_buffer) X(pending) X(skip_lf) X(last_event_id) X(max_event_bytes) X(max_line_bytes)
+
+static int
+decoder_state_traverse(DecoderState *self, visitproc visit, void *arg)
+{
+#define VISIT(name) Py_VISIT(self->name);
+    DECODER_FIELDS(VISIT)
+#undef VISIT
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+decoder_state_clear(DecoderState *self)
+{
+#define CLEAR(name) Py_CLEAR(self->name);
+    DECODER_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void
+decoder_state_dealloc(DecoderState *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    decoder_state_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+/* An unset field: the decoder's __init__ did not run. */
+static PyObject *
+decoder_uninitialised(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "the SSE decoder was not initialised");
+    return NULL;
+}
+
+/* Whether a field is set and true: 1, 0, or -1 with an exception. */
+static int
+field_is_true(PyObject *value)
+{
+    if (value == NULL) {
+        decoder_uninitialised();
+        return -1;
+    }
+    return PyObject_IsTrue(value);
+}
+
+static PyObject *
+decoder_state_take_data_line(DecoderState *self, PyObject *chunk)
+{
+    if (!is_bytes(chunk, "take_data_line")) {
+        return NULL;
+    }
+    PyObject *flags[] = {self->at_stream_start, self->skip_lf, self->pending, self->data,
+                         self->event_type};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        int set = field_is_true(flags[i]);
+        if (set != 0) {
+            return set < 0 ? NULL : Py_NewRef(Py_None);
+        }
+    }
+    if (self->block_retry == NULL || self->error == NULL || self->max_line_bytes == NULL
+        || self->max_event_bytes == NULL || self->id_buffer == NULL) {
+        return decoder_uninitialised();
+    }
+    if (self->block_retry != Py_None || self->error != Py_None) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t max_line = PyLong_AsSsize_t(self->max_line_bytes);
+    Py_ssize_t max_event = PyLong_AsSsize_t(self->max_event_bytes);
+    if ((max_line == -1 || max_event == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t limit = max_event > PY_SSIZE_T_MAX - 5 ? PY_SSIZE_T_MAX : max_event + 5;
+    if (max_line < limit) {
+        limit = max_line;
+    }
+    if (PyBytes_GET_SIZE(chunk) - 2 > limit) {
+        Py_RETURN_NONE;
+    }
+    PyObject *line = speedups_one_data_line(NULL, chunk);
+    if (line != NULL && line != Py_None) {
+        Py_INCREF(self->id_buffer);
+        Py_XSETREF(self->last_event_id, self->id_buffer); /* as a dispatch sets it */
+    }
+    return line;
+}
+
+static PyMethodDef decoder_state_methods[] = {
+    {"take_data_line", (PyCFunction)decoder_state_take_data_line, METH_O,
+     "The data of a read that is one event of one `data: ` line while the decoder holds "
+     "nothing, as bytes; else None, and nothing changed (see "
+     "sserelay.speedups.DecoderState_py)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef decoder_state_members[] = {
+    {"_at_stream_start", T_OBJECT_EX, offsetof(DecoderState, at_stream_start), 0, NULL},
+    {"_block_retry", T_OBJECT_EX, offsetof(DecoderState, block_retry), 0, NULL},
+    {"_data", T_OBJECT_EX, offsetof(DecoderState, data), 0, NULL},
+    {"_error", T_OBJECT_EX, offsetof(DecoderState, error), 0, NULL},
+    {"_event_type", T_OBJECT_EX, offsetof(DecoderState, event_type), 0, NULL},
+    {"_id_buffer", T_OBJECT_EX, offsetof(DecoderState, id_buffer), 0, NULL},
+    {"_pending", T_OBJECT_EX, offsetof(DecoderState, pending), 0, NULL},
+    {"_skip_lf", T_OBJECT_EX, offsetof(DecoderState, skip_lf), 0, NULL},
+    {"last_event_id", T_OBJECT_EX, offsetof(DecoderState, last_event_id), 0, NULL},
+    {"max_event_bytes", T_OBJECT_EX, offsetof(DecoderState, max_event_bytes), 0, NULL},
+    {"max_line_bytes", T_OBJECT_EX, offsetof(DecoderState, max_line_bytes), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot decoder_state_slots[] = {
+    {Py_tp_doc, "The SSE decoder's state and take_data_line (see "
+                "sserelay.speedups.DecoderState_py)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_traverse, decoder_state_traverse},
+    {Py_tp_clear, decoder_state_clear},
+    {Py_tp_dealloc, decoder_state_dealloc},
+    {Py_tp_methods, decoder_state_methods},
+    {Py_tp_members, decoder_state_members},
+    {0, NULL},
+};
+
+static PyType_Spec decoder_state_spec = {
+    .name = "sserelay._speedups.DecoderState",
+    .basicsize = sizeof(DecoderState),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = decoder_state_slots,
+};
+
+/* speedups.LogStream: a memory log stream's append, for a producer that pushes: the payload
+ * kept, the seq counted, parked followers woken and each listener handed the Entry, in one
+ * C call. The subclass's `_refuse` raises for a stream that has ended. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *entries;
+    PyObject *entry_type;
+    PyObject *wake;
+    PyObject *ending;
+    PyObject *waiters;
+    PyObject *listeners;
+    Py_ssize_t last_seq;
+} LogStream;
+
+static PyObject *REFUSE;
+
+static int
+log_stream_init(LogStream *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *entries, *entry_type, *wake;
+    if (!PyArg_ParseTuple(args, "OOO:LogStream", &entries, &entry_type, &wake)) {
+        return -1;
+    }
+    if (!PyType_Check(entry_type) || !PyType_IsSubtype((PyTypeObject *)entry_type,
+                                                       &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "LogStream() takes a tuple subclass for its entries");
+        return -1;
+    }
+    PyObject *waiters = PyList_New(0), *listeners = PyList_New(0);
+    if (waiters == NULL || listeners == NULL) {
+        Py_XDECREF(waiters);
+        Py_XDECREF(listeners);
+        return -1;
+    }
+    Py_XSETREF(self->entries, Py_NewRef(entries));
+    Py_XSETREF(self->entry_type, Py_NewRef(entry_type));
+    Py_XSETREF(self->wake, Py_NewRef(wake));
+    Py_XSETREF(self->ending, Py_NewRef(Py_None));
+    Py_XSETREF(self->waiters, waiters);
+    Py_XSETREF(self->listeners, listeners);
+    self->last_seq = 0;
+    return 0;
+}
+
+static int
+log_stream_traverse(LogStream *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->entries);
+    Py_VISIT(self->entry_type);
+    Py_VISIT(self->wake);
+    Py_VISIT(self->ending);
+    Py_VISIT(self->waiters);
+    Py_VISIT(self->listeners);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+log_stream_clear(LogStream *self)
+{
+    Py_CLEAR(self->entries);
+    Py_CLEAR(self->entry_type);
+    Py_CLEAR(self->wake);
+    Py_CLEAR(self->ending);
+    Py_CLEAR(self->waiters);
+    Py_CLEAR(self->listeners);
+    return 0;
+}
+
+static void
+log_stream_dealloc(LogStream *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    log_stream_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+/* A new `entry_type` instance of (seq, payload), as tuple.__new__(entry_type, ...) makes
+ * it: a named tuple's own __new__ is a Python function. */
+static PyObject *
+new_entry(PyObject *entry_type, PyObject *seq, PyObject *payload)
+{
+    PyObject *fields = PyTuple_Pack(2, seq, payload);
+    if (fields == NULL) {
+        return NULL;
+    }
+    PyObject *args = PyTuple_Pack(1, fields);
+    Py_DECREF(fields);
+    if (args == NULL) {
+        return NULL;
+    }
+    PyObject *entry = PyTuple_Type.tp_new((PyTypeObject *)entry_type, args, NULL);
+    Py_DECREF(args);
+    return entry;
+}
+
+static PyObject *
+log_stream_append(LogStream *self, PyObject *payload)
+{
+    if (self->entries == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "LogStream.__init__() was not called");
+        return NULL;
+    }
+    if (self->ending != Py_None) {
+        return PyObject_CallMethodNoArgs((PyObject *)self, REFUSE);
+    }
+    PyObject *kept = PyObject_CallMethodOneArg(self->entries, APPEND, payload);
+    if (kept == NULL) {
+        return NULL;
+    }
+    Py_DECREF(kept);
+    Py_ssize_t seq_value = ++self->last_seq;
+    PyObject *seq = PyLong_FromSsize_t(seq_value);
+    if (seq == NULL) {
+        return NULL;
+    }
+    if (!PyList_Check(self->waiters) || !PyList_Check(self->listeners)) {
+        PyErr_SetString(PyExc_TypeError, "a LogStream's waiters and listeners are lists");
+        goto error;
+    }
+    if (PyList_GET_SIZE(self->waiters)) {
+        PyObject *woken = PyObject_CallOneArg(self->wake, self->waiters);
+        if (woken == NULL) {
+            goto error;
+        }
+        Py_DECREF(woken);
+    }
+    Py_ssize_t count = PyList_GET_SIZE(self->listeners);
+    if (count) {
+        PyObject *entry = new_entry(self->entry_type, seq, payload);
+        if (entry == NULL) {
+            goto error;
+        }
+        /* A copy: a listener may unsubscribe, or subscribe another, meanwhile. With one
+         * listener, a reference to it is enough. */
+        PyObject *listeners = count == 1 ? Py_NewRef(PyList_GET_ITEM(self->listeners, 0))
+                                         : PyList_AsTuple(self->listeners);
+        if (listeners == NULL) {
+            Py_DECREF(entry);
+            goto error;
+        }
+        int failed = 0;
+        if (count == 1) {
+            PyObject *done = PyObject_CallOneArg(listeners, entry);
+            failed = done == NULL;
+            Py_XDECREF(done);
+        } else {
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(listeners) && !failed; i++) {
+                PyObject *done = PyObject_CallOneArg(PyTuple_GET_ITEM(listeners, i), entry);
+                failed = done == NULL;
+                Py_XDECREF(done);
+            }
+        }
+        Py_DECREF(listeners);
+        Py_DECREF(entry);
+        if (failed) {
+            goto error;
+        }
+    }
+    return seq;
+error:
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyMethodDef log_stream_methods[] = {
+    {"append", (PyCFunction)log_stream_append, METH_O,
+     "Append a payload: keep it, count its seq, wake and tell the followers; the seq."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef log_stream_members[] = {
+    {"entries", T_OBJECT_EX, offsetof(LogStream, entries), READONLY, "The kept payloads."},
+    {"ending", T_OBJECT_EX, offsetof(LogStream, ending), 0, "None while live."},
+    {"waiters", T_OBJECT_EX, offsetof(LogStream, waiters), 0, "Parked followers' futures."},
+    {"listeners", T_OBJECT_EX, offsetof(LogStream, listeners), 0, "Pushed followers."},
+    {"last_seq", T_PYSSIZET, offsetof(LogStream, last_seq), 0, "The last seq appended."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot log_stream_slots[] = {
+    {Py_tp_doc, "A memory log stream's append (see sserelay.speedups.LogStream_py)."},
+    {Py_tp_init, log_stream_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_traverse, log_stream_traverse},
+    {Py_tp_clear, log_stream_clear},
+    {Py_tp_dealloc, log_stream_dealloc},
+    {Py_tp_methods, log_stream_methods},
+    {Py_tp_members, log_stream_members},
+    {0, NULL},
+};
+
+static PyType_Spec log_stream_spec = {
+    .name = "sserelay._speedups.LogStream",
+    .basicsize = sizeof(LogStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = log_stream_slots,
+};
+
 static int
 add_type(PyObject *module, PyType_Spec *spec, const char *name)
 {
@@ -1154,7 +1507,8 @@ speedups_exec(PyObject *module)
                  {&TRANSPORT, "transport"},       {&FLOW, "flow"},
                  {&WRITE, "write"},               {&DONE, "done"},
                  {&SET_RESULT, "set_result"},     {&ON_OTHER, "on_other"},
-                 {&APPEND, "append"},             {&APPEND_LEARNING, "_append_learning"}};
+                 {&APPEND, "append"},             {&APPEND_LEARNING, "_append_learning"},
+                 {&REFUSE, "_refuse"}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL) {
             return -1;
@@ -1164,7 +1518,9 @@ speedups_exec(PyObject *module)
         || add_type(module, &forward_spec, "Forward") < 0
         || add_type(module, &entry_tail_spec, "EntryTail") < 0
         || add_type(module, &retained_spec, "Retained") < 0
-        || add_type(module, &template_text_spec, "TemplateText") < 0) {
+        || add_type(module, &template_text_spec, "TemplateText") < 0
+        || add_type(module, &decoder_state_spec, "DecoderState") < 0
+        || add_type(module, &log_stream_spec, "LogStream") < 0) {
         return -1;
     }
     return add_type(module, &guarded_spec, "Guarded");

@@ -31,6 +31,29 @@ class TemplateText:
     def __init__(self) -> None: ...
     def plain_text(self, data: bytes, /) -> bytes | None: ...
 
+class DecoderState:
+    _at_stream_start: bool
+    _block_retry: int | None
+    _data: list[bytes]
+    _error: str | None
+    _event_type: str
+    _id_buffer: str
+    _pending: bytearray
+    _skip_lf: bool
+    last_event_id: str
+    max_event_bytes: int
+    max_line_bytes: int
+    def take_data_line(self, chunk: bytes, /) -> bytes | None: ...
+
+class LogStream:
+    entries: Any
+    ending: Any
+    waiters: list[Any]
+    listeners: list[Any]
+    last_seq: int
+    def __init__(self, entries: Any, entry_type: type, wake: Any, /) -> None: ...
+    def append(self, payload: bytes, /) -> int: ...
+
 class Forward:
     target: Any
     count: int

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "COMPILED", "ChunkWriter", "EntryTail", "Forward", "Guarded", "Retained", "TemplateText",
-    "between", "http_chunk", "http_entry",
+    "COMPILED", "ChunkWriter", "DecoderState", "EntryTail", "Forward", "Guarded", "LogStream",
+    "Retained", "TemplateText", "between", "http_chunk", "http_entry",
     "one_data_line", "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
@@ -263,12 +263,90 @@ class TemplateText_py:
         return text
 
 
+class DecoderState_py:
+    """The state of `SSEDecoder` (codec/decoder.py, which says what each field means) and
+    its `take_data_line`."""
+
+    __slots__ = (
+        "_at_stream_start", "_block_retry", "_data", "_error", "_event_type", "_id_buffer",
+        "_pending", "_skip_lf", "last_event_id", "max_event_bytes", "max_line_bytes",
+    )  # fmt: skip
+    _at_stream_start: bool
+    _block_retry: int | None
+    _data: list[bytes]
+    _error: str | None
+    _event_type: str
+    _id_buffer: str
+    _pending: bytearray
+    _skip_lf: bool
+    last_event_id: str
+    max_event_bytes: int
+    max_line_bytes: int
+
+    def take_data_line(self, chunk: bytes, /) -> bytes | None:
+        """The data of `chunk`, as bytes, when it is exactly one event of one `data: ` line
+        and the decoder holds nothing: what `feed` would return as one "message" event, for
+        a consumer that can use the bytes as they are. None otherwise, and nothing changed:
+        `feed` the chunk instead."""
+        if (
+            self._at_stream_start
+            or self._skip_lf
+            or self._pending
+            or self._data
+            or self._event_type
+            or self._block_retry is not None
+            or self._error is not None
+            or len(chunk) - 2 > min(self.max_line_bytes, self.max_event_bytes + 5)
+        ):
+            return None
+        line = one_data_line(chunk)
+        if line is not None:
+            self.last_event_id = self._id_buffer  # as a dispatch sets it
+        return line
+
+
+class LogStream_py:
+    """A memory log stream's `append` (streams/memory_log.py): unless the stream has ended
+    (`ending` is not None: the subclass's `_refuse` raises), the payload goes into
+    `entries`, `last_seq` counts it, parked followers (`waiters`) are woken with `wake`,
+    and each pushed follower (`listeners`, copied first when there are several) is handed
+    an `entry_type` of (seq, payload). Returns the seq."""
+
+    __slots__ = ("_entry_type", "_wake", "ending", "entries", "last_seq", "listeners", "waiters")
+
+    def __init__(self, entries: Any, entry_type: type, wake: Any) -> None:
+        self.entries, self._entry_type, self._wake = entries, entry_type, wake
+        self.ending: Any = None
+        self.waiters: list[Any] = []
+        self.listeners: list[Any] = []
+        self.last_seq = 0
+
+    def append(self, payload: bytes, /) -> int:
+        if self.ending is not None:
+            return self._refuse()  # type: ignore[attr-defined,no-any-return]
+        self.entries.append(payload)
+        seq = self.last_seq = self.last_seq + 1
+        if self.waiters:
+            self._wake(self.waiters)
+        listeners = self.listeners
+        if listeners:
+            entry: Any = tuple.__new__(self._entry_type, (seq, payload))
+            if len(listeners) == 1:
+                listeners[0](entry)
+            else:
+                for listener in tuple(listeners):
+                    listener(entry)
+        return seq
+
+
 try:
     from sserelay._speedups import (
         ChunkWriter,
+        DecoderState,
         EntryTail,
         Forward,
         Guarded,
+        LogStream,
         Retained,
         TemplateText,
         between,
@@ -286,6 +364,7 @@ except ImportError:  # not built here: the definitions above, a few hundred ns s
     Forward, Guarded = Forward_py, Guarded_py  # type: ignore[assignment,misc]
     EntryTail, Retained = EntryTail_py, Retained_py  # type: ignore[assignment,misc]
     TemplateText = TemplateText_py  # type: ignore[assignment,misc]
+    DecoderState, LogStream = DecoderState_py, LogStream_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sserelay.speedups import one_data_line
+from sserelay.speedups import DecoderState
 
 __all__ = ["SSEDecodeError", "SSEDecoder", "ServerSentEvent"]
 
@@ -50,7 +50,7 @@ class SSEDecodeError(ValueError):
         self.events: list[ServerSentEvent] = [] if events is None else events
 
 
-class SSEDecoder:
+class SSEDecoder(DecoderState):
     """Incremental event-stream parser with bounded memory.
 
     ``max_line_bytes`` bounds one line (terminated or not); ``max_event_bytes`` bounds the data
@@ -58,21 +58,9 @@ class SSEDecoder:
     blank line. It defaults to ``max_line_bytes``, so raising that one knob admits bigger events.
     """
 
-    __slots__ = (
-        "_at_stream_start",
-        "_block_retry",
-        "_data",
-        "_data_bytes",
-        "_error",
-        "_event_type",
-        "_id_buffer",
-        "_pending",
-        "_skip_lf",
-        "last_event_id",
-        "max_event_bytes",
-        "max_line_bytes",
-        "retry",
-    )
+    # The rest of the state is DecoderState's (sserelay/speedups.py), with
+    # `take_data_line`, which reads it in one C call.
+    __slots__ = ("_data_bytes", "retry")
 
     def __init__(
         self, *, max_line_bytes: int = 1 << 20, max_event_bytes: int | None = None
@@ -168,27 +156,6 @@ class SSEDecoder:
             )
         self._pending += tail
         return events
-
-    def take_data_line(self, chunk: bytes) -> bytes | None:
-        """The data of `chunk`, as bytes, when it is exactly one event of one `data: ` line
-        and the decoder holds nothing: what `feed` would return as one "message" event, for
-        a consumer that can use the bytes as they are. None otherwise, and nothing changed:
-        `feed` the chunk instead."""
-        if (
-            self._at_stream_start
-            or self._skip_lf
-            or self._pending
-            or self._data
-            or self._event_type
-            or self._block_retry is not None
-            or self._error is not None
-            or len(chunk) - 2 > min(self.max_line_bytes, self.max_event_bytes + 5)
-        ):
-            return None
-        line = one_data_line(chunk)
-        if line is not None:
-            self.last_event_id = self._id_buffer  # as a dispatch sets it
-        return line
 
     def _whole_data_events(self, chunk: bytes) -> list[ServerSentEvent] | None:
         """The events of a chunk made only of whole `data: <one line>` events, as most reads

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -156,14 +157,22 @@ class Generations:
         marks = StreamMarks()
         stamps, chunks, size = marks.marks, 0, 0
         refused: list[StreamLogError] = []
-        append_now = getattr(self.log, "append_nowait", None)
+        # A pushing producer's synchronous append for this stream: the memory log's own
+        # (`appender`, no Python frame per payload), else `append_nowait`'s.
+        appender = getattr(self.log, "appender", None)
+        append_nowait = getattr(self.log, "append_nowait", None)
+        append_now: Callable[[bytes], int] | None = None
+        if appender is not None:
+            append_now = appender(stream_id)
+        elif append_nowait is not None:
+            append_now = functools.partial(append_nowait, stream_id)
 
         def emit(payload: bytes) -> bool:
             nonlocal chunks, size
             if refused:
                 return False
             try:
-                append_now(stream_id, payload)  # type: ignore[misc]
+                append_now(payload)  # type: ignore[misc]
             except StreamLogError as exc:
                 refused.append(exc)
                 return False

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
 
+from sserelay.speedups import LogStream
+
 from .log import (
     End,
     Ending,
@@ -33,7 +35,6 @@ from .log import (
     call_when_woken,
     park,
     push_tail,
-    tuple_new,
     validate_stream_id,
     wake_all,
 )
@@ -42,31 +43,29 @@ from .retained import RetainedPayloads
 __all__ = ["MemoryStreamLog"]
 
 
-class _Stream:
-    __slots__ = (
-        "cancel_requested",
-        "cancel_waiters",
-        "end_payload",
-        "ending",
-        "entries",
-        "expiry",
-        "last_seq",
-        "listeners",
-        "meta",
-        "waiters",
-    )
+class _Stream(LogStream):
+    """One stream: its entries, `last_seq`, `ending`, the futures of parked followers
+    (`waiters`) and the pushed followers (`listeners`, from `tail`) are LogStream's, whose
+    `append` (sserelay/speedups.py) keeps a payload and tells them, in one C call."""
 
-    def __init__(self, max_entries: int, meta: dict[str, str]) -> None:
-        self.entries = RetainedPayloads(max_entries)
-        self.last_seq = 0
-        self.ending: Ending | None = None
+    __slots__ = ("cancel_requested", "cancel_waiters", "end_payload", "expiry", "meta",
+                 "stream_id")  # fmt: skip
+    entries: RetainedPayloads
+    ending: Ending | None
+    waiters: list[asyncio.Future[None]]
+    listeners: list[Callable[[LogItem | Moved], None]]
+
+    def __init__(self, stream_id: str, max_entries: int, meta: dict[str, str]) -> None:
+        super().__init__(RetainedPayloads(max_entries), Entry, wake_all)
+        self.stream_id = stream_id
         self.end_payload: bytes | None = None
         self.meta = meta
-        self.waiters: list[asyncio.Future[None]] = []
-        self.listeners: list[Callable[[LogItem | Moved], None]] = []  # tail(): pushed followers
         self.cancel_requested = False
         self.cancel_waiters: list[asyncio.Future[None]] = []
         self.expiry: asyncio.TimerHandle | None = None
+
+    def _refuse(self) -> int:
+        raise StreamEnded(self.stream_id)
 
     @property
     def first_seq(self) -> int:
@@ -100,7 +99,7 @@ class MemoryStreamLog(StreamLog):
             raise LogClosed("the stream log is closed")
         if stream_id in self._streams:
             raise StreamExists(stream_id)
-        self._streams[stream_id] = _Stream(self.max_entries, dict(meta or {}))
+        self._streams[stream_id] = _Stream(stream_id, self.max_entries, dict(meta or {}))
 
     async def append(self, stream_id: str, payload: bytes) -> int:
         return self.append_nowait(stream_id, payload)
@@ -110,21 +109,13 @@ class MemoryStreamLog(StreamLog):
         stream = self._streams.get(stream_id)  # inline: `_get` is a call per chunk
         if stream is None:
             stream = self._get(stream_id)  # raises: the log is closed, or the id unknown
-        if stream.ending is not None:
-            raise StreamEnded(stream_id)
-        stream.entries.append(payload)
-        seq = stream.last_seq = stream.last_seq + 1
-        if stream.waiters:
-            wake_all(stream.waiters)
-        listeners = stream.listeners
-        if listeners:
-            entry = tuple_new(Entry, (seq, payload))
-            if len(listeners) == 1:  # the usual one reader: no copy of the list
-                listeners[0](entry)
-            else:  # a copy: a listener may unsubscribe, or subscribe another, meanwhile
-                for listener in tuple(listeners):
-                    listener(entry)
-        return seq
+        return stream.append(payload)
+
+    def appender(self, stream_id: str) -> Callable[[bytes], int]:
+        """`append_nowait` for one stream, as the stream's own `append`: a producer that
+        pushes calls it per payload with no Python frame (`_Stream`). Once the stream has
+        ended, or the log closed (which ends its streams), it raises StreamEnded."""
+        return self._get(stream_id).append
 
     async def end(self, stream_id: str, ending: Ending, payload: bytes | None = None) -> bool:
         return self._end(stream_id, self._get(stream_id), Ending(ending), payload)
