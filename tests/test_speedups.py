@@ -53,6 +53,7 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.TemplateText is _speedups.TemplateText
     assert speedups.DecoderState is _speedups.DecoderState
     assert speedups.LogStream is _speedups.LogStream
+    assert speedups.CountedAppend is _speedups.CountedAppend
 
 
 @given(_chunks)
@@ -522,3 +523,41 @@ def test_a_log_stream_appends_counts_wakes_and_tells_each_listener(base: Any) ->
     with pytest.raises(LookupError, match="ended"):
         stream.append(b"d")
     assert (kept, stream.last_seq, len(woken)) == ([b"a", b"b", b"c"], 3, 1)
+
+
+@pytest.mark.parametrize("counted_type", [_speedups.CountedAppend, speedups.CountedAppend_py])
+def test_a_counted_append_counts_samples_the_clock_and_stops_at_a_refusal(
+    counted_type: Any,
+) -> None:
+    appended: list[bytes] = []
+    ticks = iter(range(100))
+    stamps: list[int] = []
+
+    def append(payload: bytes) -> int:
+        if payload == b"full":
+            raise LookupError("the log takes no more")
+        if payload == b"bug":
+            raise ValueError("not a refusal")
+        appended.append(payload)
+        return len(appended)
+
+    emit = counted_type(append, LookupError, lambda: next(ticks), stamps)
+    assert all(emit(b"x" * n) for n in range(1, 18))
+    assert (emit.chunks, emit.size, emit.refused) == (17, sum(range(1, 18)), None)
+    assert stamps == [0, 1, 2, 3, 4]  # chunks 1, 8, 9, 16, 17
+    with pytest.raises(ValueError, match="not a refusal"):
+        emit(b"bug")
+    assert emit(b"full") is False
+    assert isinstance(emit.refused, LookupError)
+    assert emit(b"more") is False  # refused once: nothing more is appended
+    assert (len(appended), emit.chunks) == (17, 17)
+
+
+@pytest.mark.parametrize("counted_type", [_speedups.CountedAppend, speedups.CountedAppend_py])
+def test_a_counted_write_answers_what_the_write_answered_and_counts_it_either_way(
+    counted_type: Any,
+) -> None:
+    answers = [True, False, True]
+    write = counted_type(lambda data: answers.pop(0), (), lambda: 0.5, [])
+    assert [write(b"ab"), write(b"c"), write(b"")] == [True, False, True]
+    assert (write.chunks, write.size, write.refused) == (3, 3, None)

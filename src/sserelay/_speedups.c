@@ -1485,6 +1485,169 @@ static PyType_Spec log_stream_spec = {
     .slots = log_stream_slots,
 };
 
+/* speedups.CountedAppend: a pushing producer's `emit`: `append(payload)`, counted in
+ * `chunks` and `size`, with the clock read into `stamps` at chunk 1 and at the pairs 8-9,
+ * 16-17... (StreamMarks); the answer is the truth of what `append` returned. An exception
+ * among `errors` is kept in `refused`, and from then on every call answers False. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *append;
+    PyObject *errors;
+    PyObject *clock;
+    PyObject *stamps;
+    PyObject *refused;
+    Py_ssize_t chunks;
+    Py_ssize_t size;
+    vectorcallfunc vectorcall;
+} CountedAppend;
+
+static PyObject *
+counted_append_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+                          PyObject *kwnames)
+{
+    CountedAppend *self = (CountedAppend *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "CountedAppend() takes exactly one positional argument");
+        return NULL;
+    }
+    if (self->append == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "CountedAppend.__init__() was not called");
+        return NULL;
+    }
+    if (self->refused != Py_None) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *payload = args[0];
+    Py_ssize_t length = PyObject_Length(payload);
+    if (length < 0) {
+        return NULL;
+    }
+    PyObject *done = PyObject_CallOneArg(self->append, payload);
+    if (done == NULL) {
+        if (!PyErr_GivenExceptionMatches(PyErr_Occurred(), self->errors)) {
+            return NULL;
+        }
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        if (traceback != NULL && value != NULL) {
+            PyException_SetTraceback(value, traceback);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        Py_XSETREF(self->refused, value != NULL ? value : Py_NewRef(Py_None));
+        Py_RETURN_FALSE;
+    }
+    int truth = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (truth < 0) {
+        return NULL;
+    }
+    self->chunks++;
+    self->size += length;
+    if ((self->chunks & 7) < 2) {
+        PyObject *now = PyObject_CallNoArgs(self->clock);
+        if (now == NULL) {
+            return NULL;
+        }
+        int appended = PyList_Append(self->stamps, now);
+        Py_DECREF(now);
+        if (appended < 0) {
+            return NULL;
+        }
+    }
+    return PyBool_FromLong(truth);
+}
+
+static int
+counted_append_init(CountedAppend *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *append, *errors, *clock, *stamps;
+    if (!PyArg_ParseTuple(args, "OOOO!:CountedAppend", &append, &errors, &clock,
+                          &PyList_Type, &stamps)) {
+        return -1;
+    }
+    Py_XSETREF(self->append, Py_NewRef(append));
+    Py_XSETREF(self->errors, Py_NewRef(errors));
+    Py_XSETREF(self->clock, Py_NewRef(clock));
+    Py_XSETREF(self->stamps, Py_NewRef(stamps));
+    Py_XSETREF(self->refused, Py_NewRef(Py_None));
+    self->chunks = self->size = 0;
+    return 0;
+}
+
+static PyObject *
+counted_append_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    CountedAppend *self = (CountedAppend *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) {
+        self->vectorcall = counted_append_vectorcall;
+    }
+    return (PyObject *)self;
+}
+
+static int
+counted_append_traverse(CountedAppend *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->append);
+    Py_VISIT(self->errors);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->stamps);
+    Py_VISIT(self->refused);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+counted_append_clear(CountedAppend *self)
+{
+    Py_CLEAR(self->append);
+    Py_CLEAR(self->errors);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->stamps);
+    Py_CLEAR(self->refused);
+    return 0;
+}
+
+static void
+counted_append_dealloc(CountedAppend *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    counted_append_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef counted_append_members[] = {
+    {"chunks", T_PYSSIZET, offsetof(CountedAppend, chunks), READONLY, "Payloads appended."},
+    {"size", T_PYSSIZET, offsetof(CountedAppend, size), READONLY, "Their bytes."},
+    {"refused", T_OBJECT, offsetof(CountedAppend, refused), READONLY,
+     "The error that stopped the appends, or None."},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(CountedAppend, vectorcall), READONLY},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot counted_append_slots[] = {
+    {Py_tp_doc, "A producer's counted append (see sserelay.speedups.CountedAppend_py)."},
+    {Py_tp_new, counted_append_new},
+    {Py_tp_init, counted_append_init},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, counted_append_traverse},
+    {Py_tp_clear, counted_append_clear},
+    {Py_tp_dealloc, counted_append_dealloc},
+    {Py_tp_members, counted_append_members},
+    {0, NULL},
+};
+
+static PyType_Spec counted_append_spec = {
+    .name = "sserelay._speedups.CountedAppend",
+    .basicsize = sizeof(CountedAppend),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = counted_append_slots,
+};
+
 static int
 add_type(PyObject *module, PyType_Spec *spec, const char *name)
 {
@@ -1520,7 +1683,8 @@ speedups_exec(PyObject *module)
         || add_type(module, &retained_spec, "Retained") < 0
         || add_type(module, &template_text_spec, "TemplateText") < 0
         || add_type(module, &decoder_state_spec, "DecoderState") < 0
-        || add_type(module, &log_stream_spec, "LogStream") < 0) {
+        || add_type(module, &log_stream_spec, "LogStream") < 0
+        || add_type(module, &counted_append_spec, "CountedAppend") < 0) {
         return -1;
     }
     return add_type(module, &guarded_spec, "Guarded");

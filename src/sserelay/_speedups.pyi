@@ -54,6 +54,13 @@ class LogStream:
     def __init__(self, entries: Any, entry_type: type, wake: Any, /) -> None: ...
     def append(self, payload: bytes, /) -> int: ...
 
+class CountedAppend:
+    chunks: int
+    size: int
+    refused: BaseException | None
+    def __init__(self, append: Any, errors: Any, clock: Any, stamps: list[Any], /) -> None: ...
+    def __call__(self, payload: bytes, /) -> bool: ...
+
 class Forward:
     target: Any
     count: int

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "COMPILED", "ChunkWriter", "DecoderState", "EntryTail", "Forward", "Guarded", "LogStream",
-    "Retained", "TemplateText", "between", "http_chunk", "http_entry",
+    "COMPILED", "ChunkWriter", "CountedAppend", "DecoderState", "EntryTail", "Forward",
+    "Guarded", "LogStream", "Retained", "TemplateText", "between", "http_chunk", "http_entry",
     "one_data_line", "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
@@ -339,9 +339,41 @@ class LogStream_py:
         return seq
 
 
+class CountedAppend_py:
+    """A pushing producer's `emit` (relay/generation.py), or a pushed response's write
+    (gateway/relay.py): `append(payload)`, counted in `chunks` and `size`, with `clock()`
+    added to `stamps` at chunk 1 and at the pairs 8-9, 16-17... (`chunks & 7 < 2`,
+    observability's StreamMarks); the answer is the truth of what `append` returned. An
+    exception among `errors` is kept in `refused` and answered False, as is every call
+    after it."""
+
+    __slots__ = ("_append", "_clock", "_errors", "_stamps", "chunks", "refused", "size")
+
+    def __init__(self, append: Any, errors: Any, clock: Any, stamps: list[Any]) -> None:
+        self._append, self._errors, self._clock, self._stamps = append, errors, clock, stamps
+        self.refused: BaseException | None = None
+        self.chunks = self.size = 0
+
+    def __call__(self, payload: bytes, /) -> bool:
+        if self.refused is not None:
+            return False
+        size = len(payload)
+        try:
+            done = bool(self._append(payload))
+        except self._errors as exc:
+            self.refused = exc
+            return False
+        self.chunks += 1
+        self.size += size
+        if self.chunks & 7 < 2:
+            self._stamps.append(self._clock())
+        return done
+
+
 try:
     from sserelay._speedups import (
         ChunkWriter,
+        CountedAppend,
         DecoderState,
         EntryTail,
         Forward,
@@ -365,6 +397,7 @@ except ImportError:  # not built here: the definitions above, a few hundred ns s
     EntryTail, Retained = EntryTail_py, Retained_py  # type: ignore[assignment,misc]
     TemplateText = TemplateText_py  # type: ignore[assignment,misc]
     DecoderState, LogStream = DecoderState_py, LogStream_py  # type: ignore[assignment,misc]
+    CountedAppend = CountedAppend_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py

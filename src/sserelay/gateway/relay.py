@@ -20,7 +20,7 @@ from sserelay.keys.ledger import Usage
 from sserelay.observability.context import StreamMarks, clock, current_request
 from sserelay.providers.base import ProviderReply
 from sserelay.providers.errors import ProviderError
-from sserelay.speedups import plain_event
+from sserelay.speedups import CountedAppend, plain_event
 from sserelay.upstream.errors import Ending
 from sserelay.web.event_stream import Channel
 
@@ -144,32 +144,37 @@ class RelayedStream:
         When the client's socket stops taking writes the upstream is paused until it
         drains; the slow-client monitor decides when a client that never drains is dropped.
         """
-        stamps, marks = self._marks.marks, self._marks
+        marks = self._marks
         reply, stream = self.reply, self.stream
-        feed, write = stream.feed, channel.write
+        feed = stream.feed
+        # The write, counted for the marks (chunks, bytes, sampled times) in the same C call.
+        send = CountedAppend(channel.write, (), clock, marks.marks)
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[None] = loop.create_future()
         waiting: list[asyncio.Task[None]] = []
 
-        def out(data: bytes) -> None:
-            marks.chunks += 1
-            marks.size += len(data)
-            if marks.chunks & 7 < 2:  # chunk 1, then pairs 8-9, 16-17... (StreamMarks)
-                stamps.append(clock())
-            if not write(data) and not channel.gone and not waiting:
+        def blocked() -> None:
+            # The client's socket took the bytes but wants no more for now (or it is gone).
+            if not channel.gone and not waiting:
                 reply.pause()
                 waiting.append(asyncio.ensure_future(_resume_after(channel, reply, waiting)))
 
+        def out(data: bytes) -> None:
+            if not send(data):
+                blocked()
+
         def on_data(chunk: bytes) -> None:
-            # The filter's own first check, without its call (StreamFilter.passes_plain):
-            # per chunk, each Python call costs (docs/decisions.md, "The upstream's reads").
+            # The filter's own first check, without its call (StreamFilter.passes_plain),
+            # and the counted write: per chunk, each Python call costs (docs/decisions.md,
+            # "The chunk path, third round").
             if stream.passes_plain and plain_event(chunk):
                 stream.events += 1
-                data = chunk
-            else:
-                data = feed(chunk)
-            if data:
-                out(data)
+                if not send(chunk):
+                    blocked()
+                return
+            data = feed(chunk)
+            if data and not send(data):
+                blocked()
             if stream.done and not ended.done():
                 ended.set_result(None)
 
@@ -190,6 +195,7 @@ class RelayedStream:
             self._complete = True
         finally:
             reply.detach()
+            marks.chunks, marks.size = send.chunks, send.size
             for task in waiting:
                 task.cancel()
 

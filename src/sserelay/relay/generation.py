@@ -26,6 +26,7 @@ from sserelay.limits import claim_permit, record_completion_tokens
 from sserelay.observability import hooks
 from sserelay.observability.context import StreamMarks, clock
 from sserelay.relay.stream_format import Outcome, Pushed, StreamFormat
+from sserelay.speedups import CountedAppend
 from sserelay.streams import Ending, StreamLog, StreamLogError, new_stream_id
 
 __all__ = ["ENDED_IN_LOG", "POLICIES", "Generations", "Outcome", "Policy", "Producer"]
@@ -156,7 +157,6 @@ class Generations:
         # Counted in locals for /metrics and the log; reported once, at the end (StreamMarks).
         marks = StreamMarks()
         stamps, chunks, size = marks.marks, 0, 0
-        refused: list[StreamLogError] = []
         # A pushing producer's synchronous append for this stream: the memory log's own
         # (`appender`, no Python frame per payload), else `append_nowait`'s.
         appender = getattr(self.log, "appender", None)
@@ -166,29 +166,21 @@ class Generations:
             append_now = appender(stream_id)
         elif append_nowait is not None:
             append_now = functools.partial(append_nowait, stream_id)
-
-        def emit(payload: bytes) -> bool:
-            nonlocal chunks, size
-            if refused:
-                return False
-            try:
-                append_now(payload)  # type: ignore[misc]
-            except StreamLogError as exc:
-                refused.append(exc)
-                return False
-            chunks += 1
-            size += len(payload)
-            if chunks & 7 < 2:
-                stamps.append(clock())
-            return True
+        # The producer's `emit`, counted as the loop below counts (CountedAppend, one C
+        # call); a refused append ends the stream.
+        emit = None if append_now is None else CountedAppend(
+            append_now, StreamLogError, clock, stamps)
 
         try:
-            if isinstance(payloads, Pushed) and append_now is not None:
+            if isinstance(payloads, Pushed) and emit is not None:
                 # Each payload goes into the log, and to its pushed followers, in the call
                 # that read it from the upstream: no task switch per chunk.
-                await payloads.run(emit)
-                if refused:
-                    raise refused[0]
+                try:
+                    await payloads.run(emit)
+                finally:
+                    chunks, size = emit.chunks, emit.size
+                if emit.refused is not None:
+                    raise emit.refused
             else:
                 async for payload in payloads:
                     await append(stream_id, payload)
