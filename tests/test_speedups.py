@@ -54,6 +54,7 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
     assert speedups.DecoderState is _speedups.DecoderState
     assert speedups.LogStream is _speedups.LogStream
     assert speedups.CountedAppend is _speedups.CountedAppend
+    assert speedups.PlainPass is _speedups.PlainPass
 
 
 @given(_chunks)
@@ -561,3 +562,36 @@ def test_a_counted_write_answers_what_the_write_answered_and_counts_it_either_wa
     write = counted_type(lambda data: answers.pop(0), (), lambda: 0.5, [])
     assert [write(b"ab"), write(b"c"), write(b"")] == [True, False, True]
     assert (write.chunks, write.size, write.refused) == (3, 3, None)
+
+
+_RELAYED_READS = [
+    _EVENT, b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n\n', b"data: [DONE]\n\n",
+    _EVENT[:10], _EVENT[10:], b'data: {"error":{"message":"x"}}\n\n', b": ping\n\n",
+    _EVENT.replace(b"\n", b"\r\n"),
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_RELAYED_READS), max_size=10), st.lists(st.booleans()))
+def test_a_plain_pass_relays_as_its_python_definition(
+    reads: list[bytes], takes: list[bool]
+) -> None:
+    from sserelay.gateway.openai_passthrough import OpenAIStreamFilter
+
+    runs = []
+    for plain_pass in (_speedups.PlainPass, speedups.PlainPass_py):
+        stream = OpenAIStreamFilter(strip_usage=False, redact=str)
+        answers = list(takes)
+        sent: list[object] = []
+
+        def send(data: bytes, sent: list[object] = sent, answers: list[bool] = answers) -> bool:
+            sent.append(data)
+            return answers.pop(0) if answers else True
+
+        def other(chunk: bytes, sent: list[object] = sent, stream: Any = stream) -> None:
+            sent.append(("fed", stream.feed(chunk)))
+
+        consume = plain_pass(stream, send, lambda sent=sent: sent.append("blocked"), other)
+        for read in reads:
+            consume(read)
+        runs.append((sent, stream.events, stream.done))
+    assert runs[0] == runs[1]

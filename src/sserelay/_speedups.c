@@ -47,6 +47,20 @@ usage_present(const char *s, Py_ssize_t n)
     return !(end - i >= 4 && memcmp(s + i, "null", 4) == 0);
 }
 
+/* The body of speedups.plain_event, for bytes already checked. Shorter than
+ * `data: {}\n\n`, the head and the tail would overlap. */
+static int
+is_plain_event(const char *s, Py_ssize_t n)
+{
+    if (n < 10 || memcmp(s, OBJECT_START, 7) != 0 || memcmp(s + n - 3, OBJECT_END, 3) != 0) {
+        return 0;
+    }
+    if (memchr(s, '\n', (size_t)n) != s + n - 2 || memchr(s, '\r', (size_t)n) != NULL) {
+        return 0;
+    }
+    return memmem(s, (size_t)n, ERROR_WORD, 7) == NULL && !usage_present(s, n);
+}
+
 static PyObject *
 speedups_usage_present(PyObject *module, PyObject *arg)
 {
@@ -64,19 +78,7 @@ speedups_plain_event(PyObject *module, PyObject *arg)
     if (!is_bytes(arg, "plain_event")) {
         return NULL;
     }
-    const char *s = PyBytes_AS_STRING(arg);
-    Py_ssize_t n = PyBytes_GET_SIZE(arg);
-    /* Shorter than `data: {}\n\n`, the head and the tail would overlap. */
-    if (n < 10 || memcmp(s, OBJECT_START, 7) != 0 || memcmp(s + n - 3, OBJECT_END, 3) != 0) {
-        Py_RETURN_FALSE;
-    }
-    if (memchr(s, '\n', (size_t)n) != s + n - 2 || memchr(s, '\r', (size_t)n) != NULL) {
-        Py_RETURN_FALSE;
-    }
-    if (memmem(s, (size_t)n, ERROR_WORD, 7) != NULL || usage_present(s, n)) {
-        Py_RETURN_FALSE;
-    }
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(is_plain_event(PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
 }
 
 /* The length of a chunk's size line for `n` bytes, written at `out` (at least 18 bytes). */
@@ -1648,6 +1650,167 @@ static PyType_Spec counted_append_spec = {
     .slots = counted_append_slots,
 };
 
+/* speedups.PlainPass: a pass-through's body consumer: while `stream.passes_plain`, a read
+ * that is one plain event (plain_event) goes to `send` as it is, counted in
+ * `stream.events`, and `blocked()` is called when `send` answers False; any other read
+ * goes to `other(chunk)`. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *stream;
+    PyObject *send;
+    PyObject *blocked;
+    PyObject *other;
+    vectorcallfunc vectorcall;
+} PlainPass;
+
+static PyObject *PASSES_PLAIN, *EVENTS, *ONE;
+
+static PyObject *
+plain_pass_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PlainPass *self = (PlainPass *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "PlainPass() takes exactly one positional argument");
+        return NULL;
+    }
+    if (self->stream == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "PlainPass.__init__() was not called");
+        return NULL;
+    }
+    PyObject *chunk = args[0];
+    int plain = 0;
+    if (PyBytes_Check(chunk)) {
+        PyObject *passes = PyObject_GetAttr(self->stream, PASSES_PLAIN);
+        if (passes == NULL) {
+            return NULL;
+        }
+        int yes = PyObject_IsTrue(passes);
+        Py_DECREF(passes);
+        if (yes < 0) {
+            return NULL;
+        }
+        plain = yes && is_plain_event(PyBytes_AS_STRING(chunk), PyBytes_GET_SIZE(chunk));
+    }
+    if (!plain) {
+        PyObject *done = PyObject_CallOneArg(self->other, chunk);
+        if (done == NULL) {
+            return NULL;
+        }
+        Py_DECREF(done);
+        Py_RETURN_NONE;
+    }
+    PyObject *events = PyObject_GetAttr(self->stream, EVENTS);
+    if (events == NULL) {
+        return NULL;
+    }
+    PyObject *more = PyNumber_Add(events, ONE);
+    Py_DECREF(events);
+    if (more == NULL) {
+        return NULL;
+    }
+    int set = PyObject_SetAttr(self->stream, EVENTS, more);
+    Py_DECREF(more);
+    if (set < 0) {
+        return NULL;
+    }
+    PyObject *sent = PyObject_CallOneArg(self->send, chunk);
+    if (sent == NULL) {
+        return NULL;
+    }
+    int taken = PyObject_IsTrue(sent);
+    Py_DECREF(sent);
+    if (taken < 0) {
+        return NULL;
+    }
+    if (!taken) {
+        PyObject *done = PyObject_CallNoArgs(self->blocked);
+        if (done == NULL) {
+            return NULL;
+        }
+        Py_DECREF(done);
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+plain_pass_init(PlainPass *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *stream, *send, *blocked, *other;
+    if (!PyArg_ParseTuple(args, "OOOO:PlainPass", &stream, &send, &blocked, &other)) {
+        return -1;
+    }
+    Py_XSETREF(self->stream, Py_NewRef(stream));
+    Py_XSETREF(self->send, Py_NewRef(send));
+    Py_XSETREF(self->blocked, Py_NewRef(blocked));
+    Py_XSETREF(self->other, Py_NewRef(other));
+    return 0;
+}
+
+static PyObject *
+plain_pass_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PlainPass *self = (PlainPass *)PyType_GenericNew(type, args, kwargs);
+    if (self != NULL) {
+        self->vectorcall = plain_pass_vectorcall;
+    }
+    return (PyObject *)self;
+}
+
+static int
+plain_pass_traverse(PlainPass *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->stream);
+    Py_VISIT(self->send);
+    Py_VISIT(self->blocked);
+    Py_VISIT(self->other);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+plain_pass_clear(PlainPass *self)
+{
+    Py_CLEAR(self->stream);
+    Py_CLEAR(self->send);
+    Py_CLEAR(self->blocked);
+    Py_CLEAR(self->other);
+    return 0;
+}
+
+static void
+plain_pass_dealloc(PlainPass *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    plain_pass_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef plain_pass_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(PlainPass, vectorcall), READONLY},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot plain_pass_slots[] = {
+    {Py_tp_doc, "A pass-through's body consumer (see sserelay.speedups.PlainPass_py)."},
+    {Py_tp_new, plain_pass_new},
+    {Py_tp_init, plain_pass_init},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, plain_pass_traverse},
+    {Py_tp_clear, plain_pass_clear},
+    {Py_tp_dealloc, plain_pass_dealloc},
+    {Py_tp_members, plain_pass_members},
+    {0, NULL},
+};
+
+static PyType_Spec plain_pass_spec = {
+    .name = "sserelay._speedups.PlainPass",
+    .basicsize = sizeof(PlainPass),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = plain_pass_slots,
+};
+
 static int
 add_type(PyObject *module, PyType_Spec *spec, const char *name)
 {
@@ -1671,11 +1834,15 @@ speedups_exec(PyObject *module)
                  {&WRITE, "write"},               {&DONE, "done"},
                  {&SET_RESULT, "set_result"},     {&ON_OTHER, "on_other"},
                  {&APPEND, "append"},             {&APPEND_LEARNING, "_append_learning"},
-                 {&REFUSE, "_refuse"}};
+                 {&REFUSE, "_refuse"},            {&PASSES_PLAIN, "passes_plain"},
+                 {&EVENTS, "events"}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL) {
             return -1;
         }
+    }
+    if (ONE == NULL && (ONE = PyLong_FromLong(1)) == NULL) {
+        return -1;
     }
     if (add_type(module, &chunk_writer_spec, "ChunkWriter") < 0
         || add_type(module, &forward_spec, "Forward") < 0
@@ -1684,7 +1851,8 @@ speedups_exec(PyObject *module)
         || add_type(module, &template_text_spec, "TemplateText") < 0
         || add_type(module, &decoder_state_spec, "DecoderState") < 0
         || add_type(module, &log_stream_spec, "LogStream") < 0
-        || add_type(module, &counted_append_spec, "CountedAppend") < 0) {
+        || add_type(module, &counted_append_spec, "CountedAppend") < 0
+        || add_type(module, &plain_pass_spec, "PlainPass") < 0) {
         return -1;
     }
     return add_type(module, &guarded_spec, "Guarded");

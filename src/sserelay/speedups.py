@@ -17,7 +17,8 @@ from typing import Any
 
 __all__ = [
     "COMPILED", "ChunkWriter", "CountedAppend", "DecoderState", "EntryTail", "Forward",
-    "Guarded", "LogStream", "Retained", "TemplateText", "between", "http_chunk", "http_entry",
+    "Guarded", "LogStream", "PlainPass", "Retained", "TemplateText", "between", "http_chunk",
+    "http_entry",
     "one_data_line", "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
@@ -370,6 +371,27 @@ class CountedAppend_py:
         return done
 
 
+class PlainPass_py:
+    """A pass-through's body consumer (gateway/relay.py): while `stream.passes_plain`, a read
+    that is one plain event (`plain_event`) goes to `send` as it is, counted in
+    `stream.events`, and `blocked()` is called when `send` answers False; any other read
+    goes to `other(chunk)`."""
+
+    __slots__ = ("_blocked", "_other", "_send", "_stream")
+
+    def __init__(self, stream: Any, send: Any, blocked: Any, other: Any) -> None:
+        self._stream, self._send, self._blocked, self._other = stream, send, blocked, other
+
+    def __call__(self, chunk: bytes, /) -> None:
+        stream = self._stream
+        if not (isinstance(chunk, bytes) and stream.passes_plain and plain_event(chunk)):
+            self._other(chunk)
+            return
+        stream.events += 1
+        if not self._send(chunk):
+            self._blocked()
+
+
 try:
     from sserelay._speedups import (
         ChunkWriter,
@@ -379,6 +401,7 @@ try:
         Forward,
         Guarded,
         LogStream,
+        PlainPass,
         Retained,
         TemplateText,
         between,
@@ -397,7 +420,7 @@ except ImportError:  # not built here: the definitions above, a few hundred ns s
     EntryTail, Retained = EntryTail_py, Retained_py  # type: ignore[assignment,misc]
     TemplateText = TemplateText_py  # type: ignore[assignment,misc]
     DecoderState, LogStream = DecoderState_py, LogStream_py  # type: ignore[assignment,misc]
-    CountedAppend = CountedAppend_py  # type: ignore[assignment,misc]
+    CountedAppend, PlainPass = CountedAppend_py, PlainPass_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py
     plain_event, resp_command, usage_present = plain_event_py, resp_command_py, usage_present_py

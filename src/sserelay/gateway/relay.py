@@ -20,7 +20,7 @@ from sserelay.keys.ledger import Usage
 from sserelay.observability.context import StreamMarks, clock, current_request
 from sserelay.providers.base import ProviderReply
 from sserelay.providers.errors import ProviderError
-from sserelay.speedups import CountedAppend, plain_event
+from sserelay.speedups import CountedAppend, PlainPass
 from sserelay.upstream.errors import Ending
 from sserelay.web.event_stream import Channel
 
@@ -163,20 +163,17 @@ class RelayedStream:
             if not send(data):
                 blocked()
 
-        def on_data(chunk: bytes) -> None:
-            # The filter's own first check, without its call (StreamFilter.passes_plain),
-            # and the counted write: per chunk, each Python call costs (docs/decisions.md,
-            # "The chunk path, third round").
-            if stream.passes_plain and plain_event(chunk):
-                stream.events += 1
-                if not send(chunk):
-                    blocked()
-                return
+        def fed(chunk: bytes) -> None:
             data = feed(chunk)
             if data and not send(data):
                 blocked()
             if stream.done and not ended.done():
                 ended.set_result(None)
+
+        # Per read: the filter's own first check, without its call (passes_plain, then
+        # plain_event), and the counted write, in one C call; any other read is `fed`
+        # (docs/decisions.md, "The chunk path, third round").
+        on_data = PlainPass(stream, send, blocked, fed)
 
         def on_end(error: ProviderError | None) -> None:
             data = stream.fail(error) if error is not None else stream.end()
