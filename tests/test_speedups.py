@@ -595,3 +595,13 @@ def test_a_plain_pass_relays_as_its_python_definition(
             consume(read)
         runs.append((sent, stream.events, stream.done))
     assert runs[0] == runs[1]
+
+
+def test_the_compiled_entry_tail_refuses_an_entry_whose_payload_is_not_bytes() -> None:
+    from sserelay.streams import Entry
+
+    tail = _speedups.EntryTail(b"id: s:", lambda chunk: True, Entry, 0)
+    tail.stopped = _Future()
+    with pytest.raises(TypeError, match="takes bytes"):
+        tail.on_item(Entry(1, "data: text\n\n"))
+    assert tail.pos == 0

@@ -145,6 +145,52 @@ chunk_of(const char *const *parts, const Py_ssize_t *sizes, int count)
     return out;
 }
 
+/* Whether `s` (n bytes) starts with `prefix` and ends with `suffix` (both bytes), the two
+ * not overlapping: then its middle is at s + len(prefix), n - len(prefix) - len(suffix). */
+static int
+has_affixes(const char *s, Py_ssize_t n, PyObject *prefix, PyObject *suffix)
+{
+    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), slen = PyBytes_GET_SIZE(suffix);
+    return n >= plen + slen && memcmp(s, PyBytes_AS_STRING(prefix), (size_t)plen) == 0
+           && memcmp(s + n - slen, PyBytes_AS_STRING(suffix), (size_t)slen) == 0;
+}
+
+/* Every byte printable ASCII (0x20-0x7e), none a quote or a backslash. */
+static int
+is_plain_ascii(const unsigned char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A vectorcall's arguments are exactly one positional: else a TypeError naming `name`. */
+static int
+one_positional(size_t nargsf, PyObject *kwnames, const char *name)
+{
+    if (PyVectorcall_NARGS(nargsf) == 1 && (kwnames == NULL || !PyTuple_GET_SIZE(kwnames))) {
+        return 1;
+    }
+    PyErr_Format(PyExc_TypeError, "%s() takes exactly one positional argument", name);
+    return 0;
+}
+
+/* tp_dealloc of a GC type whose tp_clear is `clear`: heap types hold a reference to their
+ * type. */
+static void
+dealloc_with(PyObject *self, inquiry clear)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    clear(self);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
 /* speedups.http_entry: http_chunk(prefix + decimal seq + LF + payload), in one allocation. */
 static PyObject *
 speedups_http_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -183,13 +229,11 @@ speedups_between(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const char *s = PyBytes_AS_STRING(payload);
-    Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), slen = PyBytes_GET_SIZE(suffix);
-    if (n < plen + slen || memcmp(s, PyBytes_AS_STRING(prefix), (size_t)plen) != 0
-        || memcmp(s + n - slen, PyBytes_AS_STRING(suffix), (size_t)slen) != 0) {
+    Py_ssize_t n = PyBytes_GET_SIZE(payload), plen = PyBytes_GET_SIZE(prefix);
+    if (!has_affixes(s, n, prefix, suffix)) {
         Py_RETURN_NONE;
     }
-    return PyBytes_FromStringAndSize(s + plen, n - plen - slen);
+    return PyBytes_FromStringAndSize(s + plen, n - plen - PyBytes_GET_SIZE(suffix));
 }
 
 /* One argument of a Redis command as bytes: its pointer and length; ints are written into
@@ -289,15 +333,8 @@ speedups_plain_ascii_text(PyObject *module, PyObject *arg)
     if (!is_bytes(arg, "plain_ascii_text")) {
         return NULL;
     }
-    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(arg);
-    Py_ssize_t n = PyBytes_GET_SIZE(arg);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-            Py_RETURN_FALSE;
-        }
-    }
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(
+        is_plain_ascii((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
 }
 
 /* speedups.http_chunk: `data` as one piece of a chunked HTTP/1.1 body. */
@@ -375,11 +412,7 @@ chunk_writer_clear(ChunkWriter *self)
 static void
 chunk_writer_dealloc(ChunkWriter *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    chunk_writer_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)chunk_writer_clear);
 }
 
 /* The truth of `obj.name`: 1, 0, or -1 with an exception set. */
@@ -504,8 +537,7 @@ static PyObject *
 forward_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Forward *self = (Forward *)op;
-    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "Forward() takes exactly one positional argument");
+    if (!one_positional(nargsf, kwnames, "Forward")) {
         return NULL;
     }
     self->count++;
@@ -565,11 +597,7 @@ forward_clear(Forward *self)
 static void
 forward_dealloc(Forward *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    forward_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)forward_clear);
 }
 
 static PyMemberDef forward_members[] = {
@@ -613,8 +641,7 @@ static PyObject *
 guarded_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Guarded *self = (Guarded *)op;
-    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "Guarded() takes exactly one positional argument");
+    if (!one_positional(nargsf, kwnames, "Guarded")) {
         return NULL;
     }
     if (self->func == NULL) {
@@ -697,11 +724,7 @@ guarded_clear(Guarded *self)
 static void
 guarded_dealloc(Guarded *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    guarded_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)guarded_clear);
 }
 
 static PyMemberDef guarded_members[] = {
@@ -786,11 +809,7 @@ entry_tail_clear(EntryTail *self)
 static void
 entry_tail_dealloc(EntryTail *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    entry_tail_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)entry_tail_clear);
 }
 
 /* The result of calling `obj.name()` as a truth value: 1, 0, or -1 with an exception. */
@@ -824,13 +843,17 @@ entry_tail_on_item(EntryTail *self, PyObject *item)
         result = done < 0 ? NULL : Py_NewRef(Py_None);
         goto finally;
     }
-    if ((PyObject *)Py_TYPE(item) != self->entry_type || PyTuple_GET_SIZE(item) != 2
-        || !PyLong_Check(PyTuple_GET_ITEM(item, 0))
-        || !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+    if ((PyObject *)Py_TYPE(item) != self->entry_type) {
         result = PyObject_CallMethodOneArg((PyObject *)self, ON_OTHER, item);
         goto finally;
     }
-    PyObject *payload = PyTuple_GET_ITEM(item, 1);
+    PyObject *payload = PyTuple_GET_SIZE(item) == 2 ? PyTuple_GET_ITEM(item, 1) : NULL;
+    if (payload == NULL || !is_bytes(payload, "on_item")) {
+        if (payload == NULL) {
+            PyErr_SetString(PyExc_TypeError, "on_item() takes an entry of (seq, payload)");
+        }
+        goto finally;
+    }
     long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 0));
     if (seq == -1 && PyErr_Occurred()) {
         goto finally;
@@ -950,11 +973,7 @@ retained_clear(Retained *self)
 static void
 retained_dealloc(Retained *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    retained_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)retained_clear);
 }
 
 static PyObject *
@@ -969,14 +988,12 @@ retained_append(Retained *self, PyObject *payload)
         return PyObject_CallMethodOneArg((PyObject *)self, APPEND_LEARNING, payload);
     }
     const char *s = PyBytes_AS_STRING(payload);
-    Py_ssize_t n = PyBytes_GET_SIZE(payload);
-    Py_ssize_t plen = PyBytes_GET_SIZE(self->prefix), slen = PyBytes_GET_SIZE(self->suffix);
+    Py_ssize_t n = PyBytes_GET_SIZE(payload), plen = PyBytes_GET_SIZE(self->prefix);
     PyObject *item;
-    if (n < plen + slen || memcmp(s, PyBytes_AS_STRING(self->prefix), (size_t)plen) != 0
-        || memcmp(s + n - slen, PyBytes_AS_STRING(self->suffix), (size_t)slen) != 0) {
+    if (!has_affixes(s, n, self->prefix, self->suffix)) {
         item = PyTuple_Pack(1, payload); /* kept whole */
     } else {
-        item = PyBytes_FromStringAndSize(s + plen, n - plen - slen);
+        item = PyBytes_FromStringAndSize(s + plen, n - plen - PyBytes_GET_SIZE(self->suffix));
     }
     if (item == NULL) {
         return NULL;
@@ -1064,11 +1081,7 @@ template_text_clear(TemplateText *self)
 static void
 template_text_dealloc(TemplateText *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    template_text_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)template_text_clear);
 }
 
 static PyObject *
@@ -1082,22 +1095,14 @@ template_text_plain_text(TemplateText *self, PyObject *data)
         Py_RETURN_NONE;
     }
     const char *s = PyBytes_AS_STRING(data);
-    Py_ssize_t n = PyBytes_GET_SIZE(data);
-    Py_ssize_t plen = PyBytes_GET_SIZE(prefix), slen = PyBytes_GET_SIZE(suffix);
-    if (n < plen + slen || memcmp(s, PyBytes_AS_STRING(prefix), (size_t)plen) != 0
-        || memcmp(s + n - slen, PyBytes_AS_STRING(suffix), (size_t)slen) != 0) {
+    Py_ssize_t n = PyBytes_GET_SIZE(data), plen = PyBytes_GET_SIZE(prefix);
+    Py_ssize_t size = n - plen - PyBytes_GET_SIZE(suffix);
+    if (!has_affixes(s, n, prefix, suffix)
+        || !is_plain_ascii((const unsigned char *)s + plen, size)) {
         Py_RETURN_NONE;
     }
-    const unsigned char *text = (const unsigned char *)s + plen;
-    Py_ssize_t size = n - plen - slen;
-    for (Py_ssize_t i = 0; i < size; i++) {
-        unsigned char c = text[i];
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-            Py_RETURN_NONE;
-        }
-    }
     self->hits++;
-    return PyBytes_FromStringAndSize((const char *)text, size);
+    return PyBytes_FromStringAndSize(s + plen, size);
 }
 
 static PyMethodDef template_text_methods[] = {
@@ -1177,11 +1182,7 @@ decoder_state_clear(DecoderState *self)
 static void
 decoder_state_dealloc(DecoderState *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    decoder_state_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)decoder_state_clear);
 }
 
 /* An unset field: the decoder's __init__ did not run. */
@@ -1358,11 +1359,7 @@ log_stream_clear(LogStream *self)
 static void
 log_stream_dealloc(LogStream *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    log_stream_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)log_stream_clear);
 }
 
 /* A new `entry_type` instance of (seq, payload), as tuple.__new__(entry_type, ...) makes
@@ -1508,9 +1505,7 @@ counted_append_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                           PyObject *kwnames)
 {
     CountedAppend *self = (CountedAppend *)op;
-    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "CountedAppend() takes exactly one positional argument");
+    if (!one_positional(nargsf, kwnames, "CountedAppend")) {
         return NULL;
     }
     if (self->append == NULL) {
@@ -1615,11 +1610,7 @@ counted_append_clear(CountedAppend *self)
 static void
 counted_append_dealloc(CountedAppend *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    counted_append_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)counted_append_clear);
 }
 
 static PyMemberDef counted_append_members[] = {
@@ -1669,8 +1660,7 @@ static PyObject *
 plain_pass_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     PlainPass *self = (PlainPass *)op;
-    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "PlainPass() takes exactly one positional argument");
+    if (!one_positional(nargsf, kwnames, "PlainPass")) {
         return NULL;
     }
     if (self->stream == NULL) {
@@ -1780,11 +1770,7 @@ plain_pass_clear(PlainPass *self)
 static void
 plain_pass_dealloc(PlainPass *self)
 {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    plain_pass_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    dealloc_with((PyObject *)self, (inquiry)plain_pass_clear);
 }
 
 static PyMemberDef plain_pass_members[] = {

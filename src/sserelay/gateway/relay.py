@@ -165,8 +165,8 @@ class RelayedStream:
 
         def fed(chunk: bytes) -> None:
             data = feed(chunk)
-            if data and not send(data):
-                blocked()
+            if data:
+                out(data)
             if stream.done and not ended.done():
                 ended.set_result(None)
 

@@ -234,7 +234,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         # The parser's body callback (it looks its callbacks up once, here): each response
         # points it at its consumer, so a body piece goes from the parser to the consumer
-        # with no Python frame in between (docs/decisions.md, "The upstream's reads").
+        # with no Python frame in between (docs/decisions.md, "The chunk path, third round").
         self.on_body = Forward()
         self.parser = httptools.HttpResponseParser(self)
         # uvloop looks `data_received` up once, when the transport is made: this instance's

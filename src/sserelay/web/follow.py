@@ -19,7 +19,7 @@ from sserelay.observability import hooks
 from sserelay.relay.article_format import ARTICLE
 from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS
 from sserelay.relay.generation import ENDED_IN_LOG, Generations
-from sserelay.speedups import EntryTail, http_entry
+from sserelay.speedups import EntryTail
 from sserelay.streams import End, Entry, Gap, LogItem, Moved, parse_event_id
 from sserelay.web.event_stream import Channel, EventStreamResponse
 from sserelay.web.query import query_params
@@ -147,12 +147,7 @@ class _Tail(EntryTail):
     def on_other(self, item: LogItem | Moved) -> None:
         stopped = self.stopped
         assert stopped is not None  # EntryTail calls this only while subscribed
-        if type(item) is Entry:  # one EntryTail does not take: a payload that is not bytes
-            self.pos = item.seq
-            entry = http_entry(self.prefix, item.seq, bytes(item.payload))
-            if not self._channel.write_chunk(entry):
-                stopped.set_result(None)
-        elif type(item) is Gap:
+        if type(item) is Gap:
             self.pos = item.last
             self._channel.write(_gap_event(item))
         elif type(item) is Moved:
