@@ -43,6 +43,9 @@ def start_relay(
         "OPENAI_BASE_URL": upstream_url + "/v1",
         "SSERELAY_CHAT_MODEL": "fake-chat",
         "SSERELAY_COMPLETION_MODEL": "fake-instruct",
+        # A crash (in the C speedups, say) leaves the Python stack of every thread in the
+        # log instead of nothing; `assert_still_running` shows it.
+        "PYTHONFAULTHANDLER": "1",
     }
     return ServerProcess(argv, env={**base_env, **(env or {})})
 
@@ -63,11 +66,22 @@ def upstream() -> Iterator[Upstream]:
         yield Upstream(server)
 
 
+def assert_still_running(server: ServerProcess, *, clean_exit_ok: bool = False) -> None:
+    """Fail, with the end of its log, if `server` ended without being stopped: a relay
+    that crashed mid-test otherwise shows only as its clients' dropped connections."""
+    code = server.exited_by_itself
+    if code is None or (clean_exit_ok and code == 0):
+        return
+    tail = "\n".join(server.output().splitlines()[-60:])
+    raise AssertionError(f"the server exited by itself with code {code}; its log ends:\n{tail}")
+
+
 @pytest.fixture(scope="session")
 def relay(upstream: Upstream) -> Iterator[ServerProcess]:
     """sserelay as a real server process, relaying from the fake upstream."""
     with start_relay(upstream.url) as server:
         yield server
+        assert_still_running(server)
 
 
 @pytest.fixture

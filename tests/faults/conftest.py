@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sserelay.testing.procs import ServerProcess
-from tests.conftest import PROVIDER_KEY, Upstream, start_relay
+from tests.conftest import PROVIDER_KEY, Upstream, assert_still_running, start_relay
 
 # Short limits, so that each can be seen to fire within a test's bounded waits.
 STRICT = (
@@ -83,6 +83,8 @@ def relay_factory(
 
     yield make
     for relay in started:
+        # Exit code 0: a test that sent SIGTERM itself saw the relay shut down cleanly.
+        assert_still_running(relay.server, clean_exit_ok=True)
         relay.server.close()
         relay.check_clean()
 
@@ -95,6 +97,7 @@ def strict_relay(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
     with start_relay(upstream.url, *STRICT, env={"SSERELAY_DB": str(db)}) as server:
         relay = Relay(server)
         yield relay
+        assert_still_running(server)
     relay.check_clean()
 
 

@@ -5,10 +5,14 @@ or abandoned, grows by less than a generous bound."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import subprocess
 from collections.abc import Callable
 
 import httpx
+
+from tests.conftest import assert_still_running
 
 from .conftest import Relay
 from .endpoints import FAMILIES, prompt
@@ -72,7 +76,15 @@ def test_memory_is_flat_across_a_thousand_streams(relay_factory: Callable[..., R
     relay = relay_factory("--retention", "5")
     asyncio.run(soak(relay, WARM_UP, 0))
     before = relay.rss_kib()
-    endings = asyncio.run(soak(relay, STREAMS, WARM_UP))
+    try:
+        endings = asyncio.run(soak(relay, STREAMS, WARM_UP))
+    except httpx.TransportError:
+        # A dropped connection: say whether the relay itself died, with its last words
+        # (its exit and the clients' dropped connections arrive in either order).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            relay.server.proc.wait(2)
+        assert_still_running(relay.server)
+        raise
     after = relay.rss_kib()
     print(f"soak: {endings}; RSS {before} KiB after warm-up, {after} KiB after {STREAMS}")
     assert sum(endings.values()) == STREAMS

@@ -108,6 +108,8 @@ class ServerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
         self._final_output: str | None = None
+        self._exited_by_itself: int | None = None
+        self._stopping = False
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
@@ -146,8 +148,9 @@ class ServerProcess:
     def stop(self) -> None:
         """Terminate the process (SIGTERM, then SIGKILL) and wait for it; idempotent."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None or self.exited_by_itself is not None or proc.poll() is not None:
             return
+        self._stopping = True
         proc.terminate()
         try:
             proc.wait(self.kill_after)
@@ -161,6 +164,15 @@ class ServerProcess:
         if self._log_path is not None and self._final_output is None:
             self._final_output = self.output()
             self._log_path.unlink(missing_ok=True)
+
+    @property
+    def exited_by_itself(self) -> int | None:
+        """The exit code if the process ended before anyone stopped it (a crash: negative
+        for a signal, as in `Popen.returncode`), else None."""
+        proc = self._proc
+        if proc is not None and not self._stopping and proc.poll() is not None:
+            self._exited_by_itself = proc.returncode
+        return self._exited_by_itself
 
     def output(self) -> str:
         """Everything the process wrote to stdout and stderr so far."""
