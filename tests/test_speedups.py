@@ -3,6 +3,8 @@ definitions (sserelay/speedups.py), and they are the ones this install runs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -524,6 +526,43 @@ def test_a_log_stream_appends_counts_wakes_and_tells_each_listener(base: Any) ->
     with pytest.raises(LookupError, match="ended"):
         stream.append(b"d")
     assert (kept, stream.last_seq, len(woken)) == ([b"a", b"b", b"c"], 3, 1)
+
+
+# A garbage collection while `append` makes the entry runs a finalizer that unsubscribes
+# the only listener (as a collected follower's `finally` would); run in a child process,
+# since the bug this pins was a segfault (a stale listener count, then a freed listener).
+_COLLECTED_MID_APPEND = """
+import gc, sys
+from sserelay import _speedups, speedups
+from sserelay.streams import Entry
+base = _speedups.LogStream if sys.argv[1] == "c" else speedups.LogStream_py
+class Stream(base):
+    __slots__ = ()
+stream = Stream([], Entry, lambda waiters: waiters.clear())
+heard = []
+stream.listeners.append(heard.append)
+class Unsubscribes:
+    def __init__(self):
+        self.cycle = self
+    def __del__(self):
+        stream.listeners.clear()
+gc.collect()
+gc.disable()
+gc.set_threshold(1)
+Unsubscribes()
+gc.enable()
+print(stream.append(b"x"), heard, stream.last_seq)
+"""
+
+
+@pytest.mark.parametrize("which", ["c", "python"])
+def test_a_log_stream_told_to_forget_its_listener_by_a_collection_mid_append_does_not_call_it(
+    which: str,
+) -> None:
+    done = subprocess.run([sys.executable, "-c", _COLLECTED_MID_APPEND, which],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "[]", "1"]
 
 
 @pytest.mark.parametrize("counted_type", [_speedups.CountedAppend, speedups.CountedAppend_py])

@@ -445,12 +445,18 @@ chunk_writer_connected(ChunkWriter *self)
 static PyObject *
 chunk_writer_send(ChunkWriter *self, PyObject *chunk)
 {
-    PyObject *done = PyObject_CallOneArg(self->transport_write, chunk);
+    PyObject *write = Py_NewRef(self->transport_write); /* held across the call */
+    PyObject *done = PyObject_CallOneArg(write, chunk);
+    Py_DECREF(write);
     if (done == NULL) {
         return NULL;
     }
     Py_DECREF(done);
     self->sent++;
+    if (self->flow == NULL) { /* cleared by what the write ran */
+        PyErr_SetString(PyExc_RuntimeError, "the ChunkWriter was cleared while writing");
+        return NULL;
+    }
     int paused = attribute_is_true(self->flow, WRITE_PAUSED);
     if (paused < 0) {
         return NULL;
@@ -648,7 +654,9 @@ guarded_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject 
         PyErr_SetString(PyExc_RuntimeError, "Guarded.__init__() was not called");
         return NULL;
     }
-    PyObject *result = PyObject_CallOneArg(self->func, args[0]);
+    PyObject *func = Py_NewRef(self->func); /* held across the call */
+    PyObject *result = PyObject_CallOneArg(func, args[0]);
+    Py_DECREF(func);
     if (result != NULL) {
         Py_DECREF(result);
         Py_RETURN_NONE;
@@ -774,6 +782,11 @@ entry_tail_init(EntryTail *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTuple(args, "SOOn:EntryTail", &prefix, &write_chunk, &entry_type, &pos)) {
         return -1;
     }
+    if (!PyType_Check(entry_type) || !PyType_IsSubtype((PyTypeObject *)entry_type,
+                                                       &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "EntryTail() takes a tuple subclass for its entries");
+        return -1;
+    }
     Py_INCREF(prefix);
     Py_INCREF(write_chunk);
     Py_INCREF(entry_type);
@@ -833,7 +846,7 @@ entry_tail_on_item(EntryTail *self, PyObject *item)
         return NULL;
     }
     PyObject *stopped = self->stopped;
-    if (stopped == Py_None) {
+    if (stopped == NULL || stopped == Py_None) {
         Py_RETURN_NONE;
     }
     Py_INCREF(stopped);
@@ -868,7 +881,9 @@ entry_tail_on_item(EntryTail *self, PyObject *item)
     if (chunk == NULL) {
         goto finally;
     }
-    PyObject *written = PyObject_CallOneArg(self->write_chunk, chunk);
+    PyObject *write_chunk = Py_NewRef(self->write_chunk); /* held across the call */
+    PyObject *written = PyObject_CallOneArg(write_chunk, chunk);
+    Py_DECREF(write_chunk);
     Py_DECREF(chunk);
     if (written == NULL) {
         goto finally;
@@ -957,6 +972,8 @@ static int
 retained_traverse(Retained *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->items);
+    Py_VISIT(self->prefix);
+    Py_VISIT(self->suffix);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -983,7 +1000,8 @@ retained_append(Retained *self, PyObject *payload)
         PyErr_SetString(PyExc_RuntimeError, "Retained.__init__() was not called");
         return NULL;
     }
-    if (self->cut == 0 || !PyBytes_Check(payload) || !PyBytes_Check(self->prefix)
+    if (self->cut == 0 || !PyBytes_Check(payload) || self->prefix == NULL
+        || self->suffix == NULL || !PyBytes_Check(self->prefix)
         || !PyBytes_Check(self->suffix)) {
         return PyObject_CallMethodOneArg((PyObject *)self, APPEND_LEARNING, payload);
     }
@@ -1066,6 +1084,8 @@ template_text_init(TemplateText *self, PyObject *args, PyObject *kwargs)
 static int
 template_text_traverse(TemplateText *self, visitproc visit, void *arg)
 {
+    Py_VISIT(self->prefix);
+    Py_VISIT(self->suffix);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -1210,10 +1230,17 @@ decoder_state_take_data_line(DecoderState *self, PyObject *chunk)
     if (!is_bytes(chunk, "take_data_line")) {
         return NULL;
     }
-    PyObject *flags[] = {self->at_stream_start, self->skip_lf, self->pending, self->data,
-                         self->event_type};
-    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-        int set = field_is_true(flags[i]);
+    /* Each member is read just before its test: a truth test may run Python, which may
+     * reassign (and free) a later one. */
+    for (int i = 0; i < 5; i++) {
+        PyObject *flag = i == 0   ? self->at_stream_start
+                         : i == 1 ? self->skip_lf
+                         : i == 2 ? self->pending
+                         : i == 3 ? self->data
+                                  : self->event_type;
+        Py_XINCREF(flag);
+        int set = field_is_true(flag);
+        Py_XDECREF(flag);
         if (set != 0) {
             return set < 0 ? NULL : Py_NewRef(Py_None);
         }
@@ -1381,6 +1408,19 @@ new_entry(PyObject *entry_type, PyObject *seq, PyObject *payload)
     return entry;
 }
 
+/* The members are writable (the Python half of the log assigns them), so each use checks
+ * what they hold: NULL after a `del`, or anything at all. */
+static int
+log_stream_lists_ok(LogStream *self)
+{
+    if (self->waiters == NULL || self->listeners == NULL || !PyList_Check(self->waiters)
+        || !PyList_Check(self->listeners)) {
+        PyErr_SetString(PyExc_TypeError, "a LogStream's waiters and listeners are lists");
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *
 log_stream_append(LogStream *self, PyObject *payload)
 {
@@ -1401,8 +1441,7 @@ log_stream_append(LogStream *self, PyObject *payload)
     if (seq == NULL) {
         return NULL;
     }
-    if (!PyList_Check(self->waiters) || !PyList_Check(self->listeners)) {
-        PyErr_SetString(PyExc_TypeError, "a LogStream's waiters and listeners are lists");
+    if (!log_stream_lists_ok(self)) {
         goto error;
     }
     if (PyList_GET_SIZE(self->waiters)) {
@@ -1411,12 +1450,27 @@ log_stream_append(LogStream *self, PyObject *payload)
             goto error;
         }
         Py_DECREF(woken);
+        /* `wake` ran Python, which may have replaced the members. */
+        if (!log_stream_lists_ok(self)) {
+            goto error;
+        }
     }
-    Py_ssize_t count = PyList_GET_SIZE(self->listeners);
-    if (count) {
+    if (PyList_GET_SIZE(self->listeners)) {
         PyObject *entry = new_entry(self->entry_type, seq, payload);
         if (entry == NULL) {
             goto error;
+        }
+        /* Making the entry allocates, so a garbage collection may have run finalizers
+         * that unsubscribed a listener or ended the stream (a new, empty list): the
+         * listeners are read only now, with nothing that allocates in between. */
+        if (!log_stream_lists_ok(self)) {
+            Py_DECREF(entry);
+            goto error;
+        }
+        Py_ssize_t count = PyList_GET_SIZE(self->listeners);
+        if (count == 0) {
+            Py_DECREF(entry);
+            return seq;
         }
         /* A copy: a listener may unsubscribe, or subscribe another, meanwhile. With one
          * listener, a reference to it is enough. */
