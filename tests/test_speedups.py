@@ -644,3 +644,8 @@ def test_the_compiled_entry_tail_refuses_an_entry_whose_payload_is_not_bytes() -
     with pytest.raises(TypeError, match="takes bytes"):
         tail.on_item(Entry(1, "data: text\n\n"))
     assert tail.pos == 0
+
+
+def test_the_compiled_entry_tail_refuses_an_entry_type_that_is_not_a_tuple_in_words() -> None:
+    with pytest.raises(TypeError, match="tuple subclass"):
+        _speedups.EntryTail(b"id: s:", lambda chunk: True, int, 0)
