@@ -66,11 +66,12 @@ def upstream() -> Iterator[Upstream]:
         yield Upstream(server)
 
 
-def assert_still_running(server: ServerProcess, *, clean_exit_ok: bool = False) -> None:
-    """Fail, with the end of its log, if `server` ended without being stopped: a relay
-    that crashed mid-test otherwise shows only as its clients' dropped connections."""
+def assert_still_running(server: ServerProcess) -> None:
+    """Fail, with the end of its log, if `server` ended without being stopped (a test that
+    signals it uses `ServerProcess.send_signal`): a relay that crashed mid-test otherwise
+    shows only as its clients' dropped connections."""
     code = server.exited_by_itself
-    if code is None or (clean_exit_ok and code == 0):
+    if code is None:
         return
     tail = "\n".join(server.output().splitlines()[-60:])
     raise AssertionError(f"the server exited by itself with code {code}; its log ends:\n{tail}")

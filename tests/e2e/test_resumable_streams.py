@@ -270,7 +270,7 @@ def test_killing_the_producer_gives_followers_elsewhere_a_truncated_end(
         ):
             sse = source.iter_sse()
             events = read_events(sse, 3)
-            producer.proc.send_signal(signal.SIGKILL)
+            producer.send_signal(signal.SIGKILL)
             events += list(sse)
     assert events[-1].data == "[DONE]"
     error = json.loads(events[-2].data)["error"]

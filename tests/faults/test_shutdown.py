@@ -78,7 +78,7 @@ class Reading:
 
 
 def stop(relay: Relay) -> None:
-    relay.server.proc.send_signal(signal.SIGTERM)
+    relay.server.send_signal(signal.SIGTERM)
 
 
 def exited(relay: Relay) -> None:

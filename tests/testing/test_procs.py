@@ -31,3 +31,13 @@ def test_a_server_killed_from_outside_reports_the_signal_as_exiting_by_itself() 
         process.proc.wait(10)
         assert process.exited_by_itself == -signal.SIGSEGV
     assert process.exited_by_itself == -signal.SIGSEGV
+
+
+def test_a_server_the_test_signals_itself_did_not_exit_by_itself() -> None:
+    """A signal sent through `send_signal` is the test's own act (a graceful shutdown seen
+    through, a lost instance), not a crash, whatever exit code follows."""
+    with server() as process:
+        process.send_signal(signal.SIGTERM)
+        process.proc.wait(10)
+        assert process.exited_by_itself is None
+    assert process.exited_by_itself is None

@@ -158,6 +158,14 @@ class ServerProcess:
             proc.kill()
             proc.wait()
 
+    def send_signal(self, signum: int) -> None:
+        """Send `signum` as the test's own act (SIGTERM to see a graceful shutdown, SIGKILL
+        to lose an instance): whatever exit follows is then not `exited_by_itself`. uvicorn
+        re-raises the SIGTERM it handled once it has shut down, so even a clean graceful
+        exit reports -SIGTERM, not 0."""
+        self._stopping = True
+        self.proc.send_signal(signum)
+
     def close(self) -> None:
         """Stop the process, keep its output in memory and delete the log file."""
         self.stop()
