@@ -20,7 +20,7 @@ from sserelay.gateway.relay import StreamFilter
 from sserelay.gateway.service import OpenedStream
 from sserelay.providers import ProviderError
 from sserelay.relay.stream_format import Emit, Outcome, Pushed, StreamFormat
-from sserelay.speedups import plain_event
+from sserelay.speedups import PlainPass
 from sserelay.streams import Ending
 from sserelay.upstream.errors import Ending as LedgerEnding
 from sserelay.upstream.errors import UpstreamError
@@ -98,6 +98,9 @@ class ChatPayloads(Pushed):
         reply, stream = opened.reply, opened.stream
         feed = stream.feed
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The plain reads go to `emit` from C (PlainPass), counted in `stream.events` alone;
+        # they join the completion count whenever Python runs next (`fed`, the end).
+        seen = stream.events
 
         def deliver(out: bytes) -> None:
             for event in _events(out):
@@ -111,23 +114,13 @@ class ChatPayloads(Pushed):
             if not ended.done():
                 ended.set_result(None)
 
-        def on_data(chunk: bytes) -> None:
-            # The filter's own first check, without its call (StreamFilter.passes_plain): a
-            # read that is one plain event goes on as it is.
-            if stream.passes_plain and plain_event(chunk):
-                stream.events += 1
-                out = chunk
-            else:
-                out = feed(chunk)
+        def fed(chunk: bytes) -> None:
+            nonlocal seen
+            outcome.completion_chunks += stream.events - seen
+            out = feed(chunk)
+            seen = stream.events
             if out:
-                # `_one_event`, inline: most reads are one event, emitted without a list
-                # or another call (the first bytes and the end go through `deliver`).
-                if out.find(_LF) == len(out) - 2:
-                    outcome.completion_chunks += 1
-                    if not emit(out):
-                        stop()
-                else:
-                    deliver(out)
+                deliver(out)
             if stream.done:
                 stop()
 
@@ -141,12 +134,16 @@ class ChatPayloads(Pushed):
             if opened.first:
                 deliver(opened.first)
             if not stream.done and not ended.done():
-                reply.attach(on_data, on_end)
+                # Per read, no Python frame when it is one plain event: the filter's own
+                # first check, the count and the emit in one C call, as the pass-through
+                # does (docs/decisions.md, "The chunk path, fourth round").
+                reply.attach(PlainPass(stream, emit, stop, fed), on_end)
                 await ended
             if stream.done:
                 self._ledger_ending = _ended(stream, outcome)
         finally:
             reply.detach()
+            outcome.completion_chunks += stream.events - seen
 
     async def aclose(self) -> None:
         if self._pulled is not None:
