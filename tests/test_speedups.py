@@ -409,29 +409,33 @@ def test_an_entry_tail_writes_each_entry_as_one_chunk_and_hands_on_the_rest(base
     assert tail.prefix == b"id: s1:"
 
 
-def _learning_on(base: Any) -> Any:
+def _learning_on(base: Any, prefix: bytes, suffix: bytes) -> Any:
     class Learns(base):  # type: ignore[misc,valid-type]
-        """Learns `{"a":` / `}` from its first payload, keeping that one whole."""
+        """Learns `prefix` / `suffix` from its first payload, keeping that one whole."""
 
         __slots__ = ()
 
         def _append_learning(self, payload: bytes) -> None:
-            self._prefix, self._suffix, self._cut = b'{"a":', b"}", 6
+            self._prefix, self._suffix = prefix, suffix
+            self._cut, self._learned = len(prefix) + len(suffix), True
             self._items.append((payload,))
 
     return Learns
 
 
 @given(st.lists(st.sampled_from([b'{"a":1}', b'{"a":}', b'{"a":', b"}", b"", b'{"b":2}',
-                                 b'{"a":"x}y"}', b'{"a":1}}']), max_size=8))
+                                 b'{"a":"x}y"}', b'{"a":1}}']), max_size=8),
+       st.sampled_from([(b'{"a":', b"}"), (b"", b"")]))
 def test_retained_appends_the_middle_once_learned_as_its_python_definition(
-    payloads: list[bytes],
+    payloads: list[bytes], affixes: tuple[bytes, bytes]
 ) -> None:
+    """Once learned, the C append keeps what the Python one keeps: the middles, whole
+    payloads as 1-tuples, and with nothing shared (empty affixes) each payload itself."""
     from collections import deque
 
     kept = []
     for base in (_speedups.Retained, speedups.Retained_py):
-        retained = _learning_on(base)(deque(maxlen=5))
+        retained = _learning_on(base, *affixes)(deque(maxlen=5))
         for payload in payloads:
             retained.append(payload)
         kept.append(list(retained._items))

@@ -940,15 +940,17 @@ static PyType_Spec entry_tail_spec = {
     .slots = entry_tail_slots,
 };
 
-/* speedups.Retained: RetainedPayloads' append, once its affixes are learned: the middle of
- * each payload that has both (else the payload as a 1-tuple) onto the deque `_items`, in
- * one C call. Until then it calls the subclass's `_append_learning`. */
+/* speedups.Retained: RetainedPayloads' append, once its affixes are learned (`_learned`):
+ * the middle of each payload that has both (else the payload as a 1-tuple) onto the deque
+ * `_items`, in one C call; with no affixes (nothing shared), the payload itself. Until
+ * then it calls the subclass's `_append_learning`. */
 typedef struct {
     PyObject_HEAD
     PyObject *items;
     PyObject *prefix;
     PyObject *suffix;
     Py_ssize_t cut;
+    char learned;
 } Retained;
 
 static PyObject *APPEND, *APPEND_LEARNING;
@@ -965,6 +967,7 @@ retained_init(Retained *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->prefix, PyBytes_FromStringAndSize(NULL, 0));
     Py_XSETREF(self->suffix, PyBytes_FromStringAndSize(NULL, 0));
     self->cut = 0;
+    self->learned = 0;
     return self->prefix != NULL && self->suffix != NULL ? 0 : -1;
 }
 
@@ -1000,7 +1003,7 @@ retained_append(Retained *self, PyObject *payload)
         PyErr_SetString(PyExc_RuntimeError, "Retained.__init__() was not called");
         return NULL;
     }
-    if (self->cut == 0 || !PyBytes_Check(payload) || self->prefix == NULL
+    if (!self->learned || !PyBytes_Check(payload) || self->prefix == NULL
         || self->suffix == NULL || !PyBytes_Check(self->prefix)
         || !PyBytes_Check(self->suffix)) {
         return PyObject_CallMethodOneArg((PyObject *)self, APPEND_LEARNING, payload);
@@ -1008,7 +1011,9 @@ retained_append(Retained *self, PyObject *payload)
     const char *s = PyBytes_AS_STRING(payload);
     Py_ssize_t n = PyBytes_GET_SIZE(payload), plen = PyBytes_GET_SIZE(self->prefix);
     PyObject *item;
-    if (!has_affixes(s, n, self->prefix, self->suffix)) {
+    if (plen == 0 && PyBytes_GET_SIZE(self->suffix) == 0) {
+        item = Py_NewRef(payload); /* nothing shared: kept as it is */
+    } else if (!has_affixes(s, n, self->prefix, self->suffix)) {
         item = PyTuple_Pack(1, payload); /* kept whole */
     } else {
         item = PyBytes_FromStringAndSize(s + plen, n - plen - PyBytes_GET_SIZE(self->suffix));
@@ -1036,7 +1041,9 @@ static PyMemberDef retained_members[] = {
     {"_prefix", T_OBJECT, offsetof(Retained, prefix), 0, "The learned prefix."},
     {"_suffix", T_OBJECT, offsetof(Retained, suffix), 0, "The learned suffix."},
     {"_cut", T_PYSSIZET, offsetof(Retained, cut), 0,
-     "len(prefix) + len(suffix); 0 until learned."},
+     "len(prefix) + len(suffix); 0 until learned, or when nothing is shared."},
+    {"_learned", T_BOOL, offsetof(Retained, learned), 0,
+     "Whether the affixes are learned (possibly empty): append runs alone."},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -222,20 +222,25 @@ class EntryTail_py:
 
 class Retained_py:
     """RetainedPayloads' `append` (streams/retained.py) once its affixes are learned
-    (`_cut` > 0): the middle of a payload that has both `_prefix` and `_suffix` (`between`)
-    goes onto the deque `_items`, any other payload as a 1-tuple. Before that, `append`
-    is the subclass's `_append_learning`."""
+    (`_learned`): the middle of a payload that has both `_prefix` and `_suffix` (`between`)
+    goes onto the deque `_items`, any other payload as a 1-tuple; with empty affixes
+    (nothing shared), the payload itself. Before that, `append` is the subclass's
+    `_append_learning`."""
 
-    __slots__ = ("_cut", "_items", "_prefix", "_suffix")
+    __slots__ = ("_cut", "_items", "_learned", "_prefix", "_suffix")
 
     def __init__(self, items: Any) -> None:
         self._items = items
         self._prefix = self._suffix = b""
         self._cut = 0
+        self._learned = False
 
     def append(self, payload: bytes, /) -> None:
-        if not self._cut:
+        if not self._learned:
             self._append_learning(payload)  # type: ignore[attr-defined]
+            return
+        if not self._prefix and not self._suffix:
+            self._items.append(payload)
             return
         middle = between(payload, self._prefix, self._suffix)
         self._items.append((payload,) if middle is None else middle)

@@ -37,8 +37,9 @@ _BOUNDARIES = b'":,{}[]\n'
 class RetainedPayloads(Retained, Sequence[bytes]):
     """The last `maxlen` payloads appended, as a sequence of bytes.
 
-    `append` is Retained's (sserelay/speedups.py): once the affixes are learned, one C call
-    per payload; until then it calls `_append_learning`."""
+    `append` is Retained's (sserelay/speedups.py): once the affixes are learned, or found
+    not worth keeping apart, one C call per payload; until then it calls
+    `_append_learning`."""
 
     __slots__ = ("_last", "_learning", "maxlen")
     # A middle (bytes) between the stream's prefix and suffix, or a whole payload kept as a
@@ -52,16 +53,16 @@ class RetainedPayloads(Retained, Sequence[bytes]):
         self._learning = _LEARN_PAIRS
 
     def _append_learning(self, payload: bytes) -> None:
-        if not self._learning:
-            self._items.append(payload)  # nothing shared: kept as it is (empty affixes)
-            return
         last, self._last = self._last, payload
         if last is not None:
             self._learning -= 1
             if min(len(last), len(payload)) > _MIN_SAVING:  # else they cannot share enough
                 self._learn(last, payload)
             if self._cut or not self._learning:
+                # Learned, or nothing shared (empty affixes: payloads kept as they are);
+                # either way Retained.append goes on alone.
                 self._last = None
+                self._learned = True
         self._items.append((payload,))
 
     def _learn(self, a: bytes, b: bytes) -> None:
