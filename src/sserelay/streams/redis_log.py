@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import math
 import secrets
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -59,7 +61,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..deadline import deadline
-from ..speedups import resp_command
+from ..speedups import LogStream, resp_command
 from .log import (
     MOVED,
     End,
@@ -78,7 +80,6 @@ from .log import (
     call_when_woken,
     park,
     push_tail,
-    tuple_new,
     validate_stream_id,
     wake_all,
 )
@@ -181,43 +182,36 @@ class _Owned:
         self.cancel_waiters: list[asyncio.Future[None]] = []
 
 
-class _Mirror:
+class _Mirror(LogStream):
     """The producing instance's own copy of a live stream, for followers on this instance.
 
     A follower here reads the entries from memory as they are appended instead of through
     Redis: the shared XREAD and redis-py's reply parsing were most of the Redis log's cost
     per chunk (docs/decisions.md, "The hot path"), and a follower on the producing instance
     dies with the producer anyway. It holds the last `max_entries`, like the log.
+
+    Its `append` is the memory log's (LogStream, sserelay/speedups.py): the entry kept, its
+    seq counted, parked followers woken and pushed ones handed it, in one C call. Its
+    `ending` stays None (appends stop at the owner, `_Owned.ended`); the end is `end`.
     """
 
-    __slots__ = ("end", "entries", "first", "gone", "last", "listeners", "waiters")
+    __slots__ = ("end", "gone")
+    entries: RetainedPayloads
+    waiters: list[asyncio.Future[None]]
+    listeners: list[Callable[[LogItem | Moved], None]]
 
     def __init__(self, max_entries: int) -> None:
-        self.entries = RetainedPayloads(max_entries)
-        self.first = 1  # seq of entries[0]
-        self.last = 0  # seq of the newest entry
+        super().__init__(RetainedPayloads(max_entries), Entry, wake_all)
         self.end: End | None = None
         self.gone = False  # the end went elsewhere (or failed): followers switch to Redis
-        self.waiters: list[asyncio.Future[None]] = []
-        self.listeners: list[Callable[[LogItem | Moved], None]] = []  # pushed followers
 
-    def push(self, payload: bytes) -> None:
-        # As MemoryStreamLog.append_nowait: the seq counted here, not from the entries'
-        # length (a Python call), and a lone listener called without copying the list.
-        seq = self.last = self.last + 1
-        if seq - self.first >= self.entries.maxlen:  # full: the oldest goes
-            self.first += 1
-        self.entries.append(payload)
-        if self.waiters:
-            wake_all(self.waiters)
-        listeners = self.listeners
-        if listeners:
-            entry = tuple_new(Entry, (seq, payload))
-            if len(listeners) == 1:
-                listeners[0](entry)
-            else:  # a copy: a listener may unsubscribe, or subscribe another, meanwhile
-                for listener in tuple(listeners):
-                    listener(entry)
+    def _refuse(self) -> int:
+        raise AssertionError("a mirror's `ending` is never set")  # pragma: no cover
+
+    @property
+    def first(self) -> int:
+        """The seq of entries[0]."""
+        return self.last_seq - len(self.entries) + 1
 
     def finish(self, end: End | None) -> None:
         """The stream ended here with `end`, or (None) its end must be read from Redis."""
@@ -477,7 +471,7 @@ class RedisStreamLog(StreamLog):
         owned = self._owned.get(stream_id)
         if owned is None:
             raise await self._not_producing(stream_id)
-        seq = self._queue(owned, payload)
+        seq = self._queue(math.inf, owned, payload)  # it waits below instead of refusing
         if self._queued >= self._high_water:
             self._drained.clear()
             await self._drained.wait()
@@ -486,14 +480,22 @@ class RedisStreamLog(StreamLog):
     def append_nowait(self, stream_id: str, payload: bytes) -> int:
         """`append`, synchronously, for producers that push (relay/generation.py). It cannot
         wait for Redis: past twice `high_water` queued entries it refuses instead."""
+        return self._queue(2 * self._high_water, self._producing(stream_id), payload)
+
+    def appender(self, stream_id: str) -> Callable[[bytes], int]:
+        """`append_nowait` for one stream: one Python frame per payload (`_queue`), the
+        mirror's part in C."""
+        return functools.partial(self._queue, 2 * self._high_water, self._producing(stream_id))
+
+    def _producing(self, stream_id: str) -> _Owned:
         owned = self._owned.get(stream_id)
         if owned is None:
             raise StreamLogError(f"this instance does not produce stream {stream_id}")
-        if self._queued >= 2 * self._high_water:
-            raise StreamLogError("Redis is not keeping up with the stream's entries")
-        return self._queue(owned, payload)
+        return owned
 
-    def _queue(self, owned: _Owned, payload: bytes) -> int:
+    def _queue(self, refuse_at: float, owned: _Owned, payload: bytes) -> int:
+        if self._queued >= refuse_at:
+            raise StreamLogError("Redis is not keeping up with the stream's entries")
         if owned.ended:
             raise StreamEnded(owned.stream_id)
         if owned.failure is not None:
@@ -506,7 +508,7 @@ class RedisStreamLog(StreamLog):
         self._dirty[owned.stream_id] = owned
         self._work.set()
         self._queued += 1
-        owned.mirror.push(payload)  # last: its pushed followers write to their clients now
+        owned.mirror.append(payload)  # last: its pushed followers write to their clients now
         return seq
 
     async def _not_producing(self, stream_id: str) -> StreamLogError:
