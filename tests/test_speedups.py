@@ -28,6 +28,10 @@ _chunks = st.one_of(
     st.lists(st.sampled_from(_PIECES), max_size=8).map(b"".join),
     st.binary(max_size=64),
     st.builds(lambda body: b"data: {" + body + b"}\n\n", st.binary(max_size=40)),
+    # One event whose pieces start at every offset, so that the keys fall on both sides
+    # of each 16-byte block the compiled scan reads, and in its tail.
+    st.builds(lambda pad, pieces: b'data: {"' + b"p" * pad + b'":1,' + b"".join(pieces)
+              + b"}\n\n", st.integers(0, 40), st.lists(st.sampled_from(_PIECES), max_size=6)),
 )
 _EVENT = (
     b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,'
@@ -73,6 +77,16 @@ def test_the_compiled_steps_are_the_ones_installed() -> None:
 @example(b'data: {"a":1}\ndata: {"b":2}\n\n')
 def test_plain_event_in_c_answers_as_its_python_definition(chunk: bytes) -> None:
     assert _speedups.plain_event(chunk) is speedups.plain_event_py(chunk)
+
+
+@pytest.mark.parametrize("key", [b'"error":1', b'"usage":{"total_tokens":3}', b'"usage":null'])
+@pytest.mark.parametrize("pad", range(33))
+def test_plain_event_finds_a_key_at_any_offset(key: bytes, pad: int) -> None:
+    """The compiled scan reads 16 bytes at a time, then the tail: a key is found wherever
+    it falls, as the Python definition finds it."""
+    chunk = b'data: {"' + b"p" * pad + b'":1,' + key + b"}\n\n"
+    assert _speedups.plain_event(chunk) is speedups.plain_event_py(chunk)
+    assert speedups.plain_event_py(chunk) is (key == b'"usage":null')
 
 
 @given(_chunks)
