@@ -212,10 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     guard.add_argument("--max-streams", type=int, metavar="N",
                        help="streams running on this instance at once (default: 2000)")
     guard.add_argument("--header-timeout", type=float, metavar="S",
-                       help="a client must send its request headers within S seconds, else "
-                       "408 and the connection is closed (default: 10)")
+                       help="a client must send its request headers within S seconds of "
+                       "connecting or of starting its next request, else 408 and the "
+                       "connection is closed (default: 10)")
     guard.add_argument("--body-timeout", type=float, metavar="S",
                        help="and its request body within S seconds (default: 60)")
+    guard.add_argument("--keepalive-timeout", type=float, metavar="S",
+                       help="an idle client connection is kept S seconds for its next "
+                       "request, then closed (default: 75)")
     guard.add_argument("--shutdown-grace", type=float, metavar="S",
                        help="on SIGTERM, running streams get S seconds to finish; then "
                        "followers are disconnected to resume elsewhere (default: 10)")

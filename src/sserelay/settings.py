@@ -63,6 +63,11 @@ class Settings:
     # body_timeout (slowloris); see web/server.py.
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    # An idle client connection is kept this long for its next request, then closed
+    # silently: longer than the idle expiry of the pools that talk to sserelay (httpx and
+    # the OpenAI SDK 5 s, aiohttp 15 s, AWS ALB 60 s), so that they retire a connection
+    # before the server closes it, never sending a request into the close. nginx's 75 s.
+    keepalive_timeout: float = 75.0
     # On SIGTERM, running streams get this long to finish (web/shutdown.py).
     shutdown_grace: float = 10.0
     # Tickets to follow one stream without the key (web/tickets.py); the secret comes from

@@ -217,6 +217,64 @@ def test_slow_headers_are_cut_off_at_the_header_timeout(
 
 
 
+_MODELS = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _exchange(sock: socket.socket, request: bytes) -> bytes:
+    """Send `request` and read one whole response (its body sized by Content-Length)."""
+    sock.sendall(request)
+    sock.settimeout(10)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        part = sock.recv(4096)
+        if not part:
+            return answer  # closed
+        answer += part
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+def test_an_idle_connection_is_kept_past_the_header_timeout_for_its_next_request(
+    relay_factory: Callable[..., Relay],
+) -> None:
+    """Between requests a kept-alive connection is idle, not slow: after three header
+    timeouts without a byte, the client's next request on it is answered, not met by a 408
+    written into the idle connection or a close."""
+    relay = relay_factory("--header-timeout", "0.5")
+    with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        assert _exchange(sock, _MODELS).startswith(b"HTTP/1.1 200 ")
+        time.sleep(1.5)
+        assert _exchange(sock, _MODELS).startswith(b"HTTP/1.1 200 ")
+
+
+def test_an_idle_connection_is_closed_without_a_word_at_the_keepalive_timeout(
+    relay_factory: Callable[..., Relay],
+) -> None:
+    """`--keepalive-timeout`: an idle connection is closed with nothing written to it (a
+    client's pool sees the close; no stray response)."""
+    relay = relay_factory("--keepalive-timeout", "1", "--header-timeout", "60")
+    with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        assert _exchange(sock, _MODELS).startswith(b"HTTP/1.1 200 ")
+        sock.settimeout(30)  # the keep-alive timeout must close it well before
+        assert sock.recv(4096) == b""
+
+
+def test_slow_headers_of_the_next_request_on_a_kept_alive_connection_get_408(
+    relay_factory: Callable[..., Relay],
+) -> None:
+    """Slowloris after a first request: the next request's headers, sent a byte at a time,
+    are cut off at the header timeout, counted from their first byte."""
+    relay = relay_factory("--header-timeout", "1")
+    with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        assert _exchange(sock, _MODELS).startswith(b"HTTP/1.1 200 ")
+        answer = _closed_by_server(sock, b"\r\nGET /v1/models HTTP/1.1\r\nX-Slow: " + b"a" * 200)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+
+
 def test_a_body_that_trickles_gets_408_at_the_body_timeout(
     relay_factory: Callable[..., Relay],
 ) -> None:

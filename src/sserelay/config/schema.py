@@ -99,6 +99,8 @@ _PLACES: dict[str, tuple[str, str, Check, str, tuple[str, ...]]] = {
     "header_timeout": ("timeouts", "header", _SECONDS, "for a client to send the request "
                        "line and headers", ()),
     "body_timeout": ("timeouts", "body", _SECONDS, "for a client to send the request body", ()),
+    "keepalive_timeout": ("timeouts", "keepalive", _SECONDS, "how long an idle client "
+                          "connection is kept open for its next request", ()),
     "shutdown_grace": ("server", "shutdown_grace", _SECONDS, "on SIGTERM, how long running "
                        "streams may finish", ()),
     "max_prompt_chars": ("limits", "max_prompt_chars", Number(1, integer=True),

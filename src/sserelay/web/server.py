@@ -5,9 +5,11 @@ uvicorn (0.54, httptools) has no header timeout: its keep-alive timer only runs 
 requests and any byte received cancels it, so a client that sends its headers one byte at a
 time (slowloris), or connects and sends nothing, holds a connection and a file descriptor
 for ever. `header_deadline_protocol` adds one: the request line and headers must have
-arrived `header_timeout` seconds after the connection opened or the previous response
-ended; otherwise the client gets 408 and the connection is closed. Bodies have their own
-limit, enforced where they are read (web/guard.py, `body_timeout`).
+arrived `header_timeout` seconds after the connection opened or the next request's first
+byte; otherwise the client gets 408 and the connection is closed. Between requests the
+connection is idle, not late: uvicorn's keep-alive timer (`keepalive_timeout`) closes it,
+without a word, as HTTP/1.1 allows (RFC 9112, 9.8). Bodies have their own limit, enforced
+where they are read (web/guard.py, `body_timeout`).
 
 On SIGTERM uvicorn stops accepting, closes idle connections and waits for the others
 (`timeout_graceful_shutdown`), then runs the lifespan shutdown; `GracefulServer` tells the
@@ -61,14 +63,26 @@ def header_deadline_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
             super().connection_made(transport)
             self._arm()
 
+        def data_received(self, data: bytes) -> None:
+            # Bytes between requests: the next request's headers are due from now (stray
+            # line breaks before a request line included). Not from the previous response's
+            # end: an idle connection is not a slow one, and a 408 written into it would
+            # answer the request its client sends next.
+            if self._header_timer is None and (
+                self.cycle is None or self.cycle.response_complete
+            ):
+                self._arm()
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            # A request that begins behind one still being served (pipelined) is due too.
+            if self._header_timer is None:
+                self._arm()
+            super().on_message_begin()
+
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()  # the next request's headers are due as well
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -91,7 +105,10 @@ def header_deadline_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
             if self.transport.is_closing():
                 return
             if self.cycle is not None and not self.cycle.response_complete:
-                return  # a request is being served: its headers did arrive
+                # A request is being served and the next one began behind it (pipelined):
+                # a 408 now would cut into the response, so look again later.
+                self._arm()
+                return
             self.transport.write(_TIMED_OUT)
             self.transport.close()
 
@@ -159,6 +176,10 @@ def serve(app: Starlette, settings: Settings, **options: Any) -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace + _SERVER_MARGIN),
+        # uvicorn's own default, 5 s, is httpx's pool expiry too (the OpenAI SDK's), so a
+        # client could send its next request into the close (settings.py). Whole seconds:
+        # uvicorn takes an int.
+        timeout_keep_alive=math.ceil(settings.keepalive_timeout),
         **options,
     )
     GracefulServer(config, app.state.shutdown).run()
