@@ -21,9 +21,11 @@ from sserelay.bench.figures import Measurement, RampStep, Summary, summarise
 from sserelay.bench.loadgen import LoadResult, RequestSpec
 from sserelay.bench.procstat import (
     RssSampler,
+    cpu_ns,
     cpu_seconds,
     cpu_split,
     machine_cpu_seconds,
+    ns_count_is_whole,
     rss_bytes,
 )
 from sserelay.bench.profiles import Load, Profile
@@ -83,14 +85,21 @@ def measure(target: Target, running: Running, env: BenchEnv, load: Load) -> Meas
     upstream = [env.upstream.proc.pid]
     rss_before = rss_bytes(charged) if charged else None
     (user_before, kernel_before), helper_before = cpu_split(charged), cpu_seconds(helpers)
+    ns_before, threads_before = cpu_ns(charged)
     upstream_before = cpu_seconds(upstream)
     busy_before, total_before = machine_cpu_seconds()
     with RssSampler(running.pids) as rss:
         result = run_loadgen(spec, load)
     busy, total = machine_cpu_seconds()
     user_after, kernel_after = cpu_split(running.pids())
+    ns_after, threads_after = cpu_ns(running.pids())
     kernel = kernel_after - kernel_before
     cpu = user_after - user_before + kernel
+    precise = (ns_after - ns_before) / 1e9
+    if cpu > 0 and ns_count_is_whole(cpu, precise, threads_before, threads_after):
+        # The scheduler's nanoseconds rather than 10 ms ticks (not for Flask's per-request
+        # threads, whose time left with them), split into user and kernel as the ticks are.
+        kernel, cpu = kernel / cpu * precise, precise
     helper_cpu = cpu_seconds(helpers) - helper_before
     ours = cpu + helper_cpu + cpu_seconds(upstream) - upstream_before + result.cpu_s
     return Measurement(

@@ -1,0 +1,70 @@
+"""The benchmark's CPU readings of another process: ticks and the scheduler's nanoseconds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sserelay.bench.procstat import cpu_ns, cpu_split, ns_count_is_whole
+
+# Says "ready", burns CPU when told (in its main thread, or in a thread that then ends),
+# says "done", and waits to be read.
+_WORK = (
+    "import sys, threading\n"
+    "def burn():\n"
+    "    sum(range(20_000_000))\n"
+    "print('ready', flush=True); sys.stdin.readline()\n"
+    "if sys.argv[1] == 'thread':\n"
+    "    t = threading.Thread(target=burn); t.start(); t.join()\n"
+    "else:\n"
+    "    burn()\n"
+    "print('done', flush=True); sys.stdin.read()\n"
+)
+
+
+def _readings_around_work(where: str) -> tuple[float, float, frozenset[int], frozenset[int]]:
+    """(ticks, nanoseconds as seconds, threads before, threads after) around the work."""
+    with subprocess.Popen([sys.executable, "-c", _WORK, where], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            assert child.stdout.readline() == "ready\n"
+            ticks_before, (ns_before, threads_before) = cpu_split([child.pid]), cpu_ns([child.pid])
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "done\n"
+            ticks_after, (ns_after, threads_after) = cpu_split([child.pid]), cpu_ns([child.pid])
+        finally:
+            child.kill()
+    ticks = sum(ticks_after) - sum(ticks_before)
+    return ticks, (ns_after - ns_before) / 1e9, threads_before, threads_after
+
+
+def test_the_nanoseconds_are_whole_when_the_working_threads_lived_through() -> None:
+    """Work done by a thread alive at both readings: the scheduler's nanoseconds hold what
+    the ticks counted, to the ticks' rounding, and are taken."""
+    ticks, ns, before, after = _readings_around_work("main")
+    assert ticks > 0 and ns > 0
+    assert ns_count_is_whole(ticks, ns, before, after)
+
+
+def test_the_nanoseconds_are_not_taken_when_a_working_thread_ended() -> None:
+    """Work done by a thread that ended between the readings left with it: only the ticks
+    hold it (as Flask's per-request threads), so the nanoseconds are not taken."""
+    ticks, ns, before, after = _readings_around_work("thread")
+    assert ticks > 0.1  # the ended thread's work, which the ticks keep
+    assert not ns_count_is_whole(ticks, ns, before, after)
+
+
+@pytest.mark.parametrize(("before", "after", "whole"), [
+    (frozenset({1}), frozenset({1}), True),
+    (frozenset({1}), frozenset({1, 2}), True),  # a thread started and still runs
+    (frozenset({1, 2}), frozenset({1}), False),  # a thread of the first reading ended
+    (frozenset(), frozenset(), False),  # nothing was read
+])
+def test_the_nanoseconds_need_every_thread_of_the_first_reading(
+    before: frozenset[int], after: frozenset[int], whole: bool
+) -> None:
+    assert ns_count_is_whole(1.0, 1.0, before, after) is whole
