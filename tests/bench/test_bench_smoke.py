@@ -69,10 +69,12 @@ def test_smoke_profile_writes_a_report_with_a_row_per_available_target(tmp_path:
 def test_repeated_runs_go_in_rounds_of_every_target(tmp_path: Path) -> None:
     """With two runs per load, every target runs once before any runs again, and the
     capacity ramps come after both rounds: a drift on the shared machine falls on all
-    targets alike."""
+    targets alike. The targets table shows each ratio to nginx's lowest and highest within
+    a round."""
+    out = tmp_path / "report"
     done = subprocess.run(
         [sys.executable, "-m", "sserelay.bench", "--profile", "smoke", "--repeats", "2",
-         "--targets", "direct,article", "--out", str(tmp_path / "report")],
+         "--targets", "direct,nginx,article", "--out", str(out)],
         cwd=tmp_path, capture_output=True, text=True, timeout=280, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
@@ -85,6 +87,14 @@ def test_repeated_runs_go_in_rounds_of_every_target(tmp_path: Path) -> None:
             steps.append("article")
         elif "direct to the upstream (floor) |" in line:
             steps.append("direct")
+        elif "nginx pass-through |" in line:
+            steps.append("nginx")
     runs = [step for step in steps if step != "ramp"]
-    assert runs == ["direct", "article", "direct", "article"], steps
+    assert runs == ["direct", "nginx", "article"] * 2, steps
     assert steps.index("ramp") > len(runs) - 1, steps
+    targets = _section((out / "benchmarks.md").read_text(encoding="utf-8"),
+                       "Against the issue's targets")
+    ratio = next(line for line in targets.splitlines()
+                 if line.startswith(f"| {article}: CPU per chunk vs nginx |"))
+    low, high = map(float, re.findall(r"\(rounds ([\d.]+)-([\d.]+)x\)", ratio)[0])
+    assert 0 < low <= high, ratio

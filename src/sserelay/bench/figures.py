@@ -68,6 +68,8 @@ class Summary:
     kib_per_stream: float | None
     other_load: float
     worst_ok: int  # streams completed in the worst run
+    # Each run's CPU per chunk, in run order: run i of every target was in round i.
+    cpu_us_by_round: tuple[float | None, ...] = ()
 
     @property
     def streams(self) -> int:
@@ -98,4 +100,5 @@ def summarise(runs: Sequence[Measurement]) -> Summary:
         kib_per_stream=each(lambda m: m.kib_per_stream),
         other_load=each(lambda m: m.other_load) or 0.0,
         worst_ok=min(m.result.ok for m in runs),
+        cpu_us_by_round=tuple(m.per_chunk_us(m.cpu_s) for m in runs),
     )

@@ -33,6 +33,9 @@ class Row:
     added_later_p99_ms: float
     added_ttft_ms: float
     x_nginx: float | None
+    # The ratio within each round (run i of the target over nginx's run i): how far the
+    # machine moved it during this run.
+    x_nginx_by_round: tuple[float, ...] = ()
 
 
 def rows_for(results: Sequence[TargetResult], load: Load) -> list[Row]:
@@ -60,9 +63,24 @@ def rows_for(results: Sequence[TargetResult], load: Load) -> list[Row]:
                 / 1e3,
                 added_ttft_ms=s.ttft_p50_ms - (direct.ttft_p50_ms if direct else 0),
                 x_nginx=cpu / nginx_cpu if cpu is not None and nginx_cpu else None,
+                x_nginx_by_round=_by_round(s, nginx),
             )
         )
     return rows
+
+
+def _by_round(s: Summary, nginx: Summary | None) -> tuple[float, ...]:
+    if nginx is None:
+        return ()
+    pairs = zip(s.cpu_us_by_round, nginx.cpu_us_by_round, strict=False)
+    return tuple(cpu / ref for cpu, ref in pairs if cpu is not None and ref)
+
+
+def _spread(row: Row) -> str:
+    """' (rounds 1.60-2.50x)' where there were several rounds."""
+    if len(row.x_nginx_by_round) < 2:
+        return ""
+    return f" (rounds {min(row.x_nginx_by_round):.2f}-{max(row.x_nginx_by_round):.2f}x)"
 
 
 def _at(result: TargetResult, load: Load) -> Summary | None:
@@ -152,8 +170,8 @@ def _targets(results: Sequence[TargetResult], profile: Profile) -> list[str]:
             if row.nginx_budget is not None and row.x_nginx is not None:
                 ok = row.x_nginx <= row.nginx_budget
                 lines.append(
-                    f"| {row.title}: CPU per chunk vs nginx | {load.label} | {row.x_nginx:.2f}x "
-                    f"| ≤ {row.nginx_budget:g}x | {'yes' if ok else 'no'} |"
+                    f"| {row.title}: CPU per chunk vs nginx | {load.label} | {row.x_nginx:.2f}x"
+                    f"{_spread(row)} | ≤ {row.nginx_budget:g}x | {'yes' if ok else 'no'} |"
                 )
             naive_cpu = naive.s.cpu_us_per_chunk if naive else None
             if cpu and naive_cpu:
@@ -288,7 +306,9 @@ def render(
         "",
         "## Against the issue's targets",
         "",
-        "CPU and memory are judged from this run's medians. The p99 latency target (within "
+        "CPU and memory are judged from this run's medians; beside a ratio to nginx, its "
+        "lowest and highest within one round (a target's run over nginx's run of the same "
+        "round) show how far the machine moved it. The p99 latency target (within "
         "2 ms of direct) can only be judged where *other load* was near zero: on a busy "
         "shared machine it measures the run queue.",
         "",

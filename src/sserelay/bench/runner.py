@@ -96,10 +96,11 @@ def measure(target: Target, running: Running, env: BenchEnv, load: Load) -> Meas
     kernel = kernel_after - kernel_before
     cpu = user_after - user_before + kernel
     precise = (ns_after - ns_before) / 1e9
-    if cpu > 0 and ns_count_is_whole(cpu, precise, threads_before, threads_after):
+    if ns_count_is_whole(cpu, precise, threads_before, threads_after):
         # The scheduler's nanoseconds rather than 10 ms ticks (not for Flask's per-request
-        # threads, whose time left with them), split into user and kernel as the ticks are.
-        kernel, cpu = kernel / cpu * precise, precise
+        # threads, whose time left with them), split into user and kernel as the ticks are
+        # (a run too short for a single tick has no split to go by: all of it as user).
+        kernel, cpu = (kernel / cpu * precise if cpu > 0 else 0.0), precise
     helper_cpu = cpu_seconds(helpers) - helper_before
     ours = cpu + helper_cpu + cpu_seconds(upstream) - upstream_before + result.cpu_s
     return Measurement(
