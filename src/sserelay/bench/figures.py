@@ -70,6 +70,8 @@ class Summary:
     worst_ok: int  # streams completed in the worst run
     # Each run's CPU per chunk, in run order: run i of every target was in round i.
     cpu_us_by_round: tuple[float | None, ...] = ()
+    # Why streams failed, as "run N: <error> (xCOUNT)": a failure is never only a count.
+    failures: tuple[str, ...] = ()
 
     @property
     def streams(self) -> int:
@@ -101,4 +103,6 @@ def summarise(runs: Sequence[Measurement]) -> Summary:
         other_load=each(lambda m: m.other_load) or 0.0,
         worst_ok=min(m.result.ok for m in runs),
         cpu_us_by_round=tuple(m.per_chunk_us(m.cpu_s) for m in runs),
+        failures=tuple(f"run {i}: {error} (x{count})" for i, m in enumerate(runs, 1)
+                       for error, count in m.result.errors.items()),
     )

@@ -316,6 +316,12 @@ def render(
         "",
         *_idle_log_notes(results),
     ]
+    failed = [f"- {r.target.title}, {s.load.label}, {failure}"
+              for r in results for s in r.summaries for failure in s.failures]
+    if failed:
+        out += ["## Streams that failed", "",
+                "What the load generator saw end a stream early (*streams ok* counts them).",
+                "", *failed, ""]
     missing = [r for r in results if r.unavailable]
     if missing:
         out += ["## Not measured in this run", ""]

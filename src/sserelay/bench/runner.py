@@ -190,10 +190,11 @@ def _describe(target: Target, m: Measurement) -> str:
     cpu = m.per_chunk_us(m.cpu_s)
     cpu_text = "—" if cpu is None else f"{cpu:.1f} µs/chunk"
     lat = m.result.latency_us
+    failed = "".join(f"; {error} (x{count})" for error, count in m.result.errors.items())
     return (
         f"{target.title} | {m.load.label}: {cpu_text}, latency p50 {lat['p50'] / 1e3:.2f} ms"
         f" p99 {lat['p99'] / 1e3:.2f} ms, {m.result.ok}/{m.result.streams} streams ok,"
-        f" other load {m.other_load:.0%}"
+        f" other load {m.other_load:.0%}{failed}"
     )
 
 
