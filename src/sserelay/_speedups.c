@@ -1075,8 +1075,8 @@ retained_append(Retained *self, PyObject *payload)
     const char *s = PyBytes_AS_STRING(payload);
     Py_ssize_t n = PyBytes_GET_SIZE(payload), plen = PyBytes_GET_SIZE(self->prefix);
     PyObject *item;
-    if (plen == 0 && PyBytes_GET_SIZE(self->suffix) == 0) {
-        item = Py_NewRef(payload); /* nothing shared: kept as it is */
+    if (self->cut == 0) {
+        item = Py_NewRef(payload); /* learned that nothing is shared: kept as it is */
     } else if (!has_affixes(s, n, self->prefix, self->suffix)) {
         item = PyTuple_Pack(1, payload); /* kept whole */
     } else {

@@ -239,7 +239,7 @@ class Retained_py:
         if not self._learned:
             self._append_learning(payload)  # type: ignore[attr-defined]
             return
-        if not self._prefix and not self._suffix:
+        if not self._cut:  # learned that nothing is shared
             self._items.append(payload)
             return
         middle = between(payload, self._prefix, self._suffix)

@@ -11,6 +11,7 @@ import select
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 
 import pytest
@@ -273,6 +274,26 @@ def test_slow_headers_of_the_next_request_on_a_kept_alive_connection_get_408(
         assert _exchange(sock, _MODELS).startswith(b"HTTP/1.1 200 ")
         answer = _closed_by_server(sock, b"\r\nGET /v1/models HTTP/1.1\r\nX-Slow: " + b"a" * 200)
         assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_slow_request_pipelined_behind_a_stream_gets_408_after_the_stream_not_in_it(
+    relay_factory: Callable[..., Relay],
+) -> None:
+    """Headers that began behind a response still being streamed, and never finished, get
+    the 408 once that response is whole (not written into it, and not never)."""
+    relay = relay_factory("--header-timeout", "1")
+    query = urllib.parse.quote(prompt("tokens=30; rate=15", "hi"))  # ~2 s: two timeouts
+    first = f"GET /completionChat?prompt={query} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+        sock.sendall(first + b"GET /v1/models HTTP/1.1\r\nX-Slow: a")
+        sock.settimeout(30)  # a connection left open for ever fails here
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    relay.keep(answer.decode("utf-8", "replace"))
+    stream, _, rest = answer.partition(b"\r\n0\r\n\r\n")
+    assert stream.startswith(b"HTTP/1.1 200 ") and b"data: [DONE]" in stream
+    assert rest.startswith(b"HTTP/1.1 408 ")
 
 
 def test_a_body_that_trickles_gets_408_at_the_body_timeout(
