@@ -46,6 +46,9 @@ class Settings:
     # instance never wait for it (they are pushed from memory), followers on other instances
     # see entries up to this much later. Longer: fewer round trips, less CPU per chunk.
     redis_flush_interval: float = 0.002
+    # ...for a stream no other instance follows: its entries wait up to this long (an instance
+    # that dies loses at most that much of its live streams, which end `truncated` anyway).
+    redis_unfollowed_flush_interval: float = 0.05
     # No key and no explicit base URL: run the embedded SmolLM2 model.
     use_local_model: bool = False
     # Limits (issue 7, sserelay.limits and web/guard.py). The gateway's bodies carry images

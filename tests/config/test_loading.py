@@ -126,13 +126,17 @@ def test_mistakes_name_setting_value_and_expectation(
     assert str(caught.value).replace(str(path), "sserelay.toml").startswith(message)
 
 
-def test_redis_flush_window_reaches_the_redis_log() -> None:
-    """`[stream_log] redis_flush` sets how often the Redis log's writer sends its batch."""
-    settings = load_configuration(env={"SSERELAY_STREAM_LOG_REDIS_URL": "redis://127.0.0.1:9",
-                                       "SSERELAY_STREAM_LOG_REDIS_FLUSH": "0.01"}).settings
+def test_redis_flush_windows_reach_the_redis_log() -> None:
+    """`[stream_log] redis_flush` and `redis_flush_unfollowed` set how often the Redis log's
+    writer sends its batch, for streams followed on other instances and for the rest."""
+    settings = load_configuration(env={
+        "SSERELAY_STREAM_LOG_REDIS_URL": "redis://127.0.0.1:9",
+        "SSERELAY_STREAM_LOG_REDIS_FLUSH": "0.01",
+        "SSERELAY_STREAM_LOG_REDIS_FLUSH_UNFOLLOWED": "0.25",
+    }).settings  # fmt: skip
     log = make_stream_log(settings)
     assert isinstance(log, RedisStreamLog)
-    assert log.flush_interval == 0.01
+    assert (log.flush_interval, log.unfollowed_flush_interval) == (0.01, 0.25)
 
 
 def test_legacy_variables_still_work() -> None:

@@ -34,6 +34,7 @@ MakeRedisLog = Callable[..., RedisStreamLog]
 # they are in Redis, then idles holding the lease until it is killed.
 PRODUCER = """
 import asyncio, sys
+from redis.asyncio import Redis
 from sserelay.streams import RedisStreamLog
 
 async def main(url, prefix, stream_id):
@@ -41,7 +42,8 @@ async def main(url, prefix, stream_id):
     await log.create(stream_id)
     for n in range(1, 4):
         await log.append(stream_id, b"%d" % n)
-    while (info := await log.status(stream_id)) is None or info.last_seq < 3:
+    raw = Redis.from_url(url)
+    while await raw.xlen(prefix + "{" + stream_id + "}:log") < 3:  # stored, not only queued
         await asyncio.sleep(0.01)
     print("ready", flush=True)
     await asyncio.sleep(3600)
@@ -178,11 +180,11 @@ def test_keys_are_prefixed_and_always_expire(
                 stream_id = new_stream_id()
                 await log.create(stream_id)
                 await log.append(stream_id, b"x")
-                while (info := await log.status(stream_id)) is None or info.last_seq < 1:
+                base = f"{log.prefix}{{{stream_id}}}:"
+                while not await raw.exists(base + "log"):  # the writer's flush
                     await asyncio.sleep(0.01)
                 found: list[Any] = await raw.keys(f"{log.prefix}{{{stream_id}}}*")
                 keys = sorted(key.decode() for key in found)
-                base = f"{log.prefix}{{{stream_id}}}:"
                 assert keys == [base + "lease", base + "log", base + "meta"]
                 assert all(0 < ttl <= 62_000 for ttl in [await raw.pttl(key) for key in keys])
                 await log.end(stream_id, Ending.DONE)
@@ -207,8 +209,8 @@ def test_scripts_are_reloaded_after_redis_forgets_them(
                 stream_id = new_stream_id()
                 await log.create(stream_id)
 
-                async def stored(seq: int) -> None:
-                    while (info := await log.status(stream_id)) is None or info.last_seq < seq:
+                async def stored(seq: int) -> None:  # in Redis, not only queued
+                    while await raw.xlen(f"{log.prefix}{{{stream_id}}}:log") < seq:
                         await asyncio.sleep(0.01)
 
                 await log.append(stream_id, b"1")
@@ -225,6 +227,75 @@ def test_scripts_are_reloaded_after_redis_forgets_them(
                 await raw.aclose()
 
     assert run(main()) == [Entry(1, b"1"), Entry(2, b"2"), End(Ending.CANCELLED)]
+
+
+def test_appends_nobody_follows_elsewhere_reach_redis_within_the_unfollowed_window(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """With no follower on another instance, no end and no lease renewal due, a queued
+    append is still sent: when `unfollowed_flush_interval` has passed."""
+
+    async def main() -> None:
+        async with redis_log(lease_ttl=120.0, unfollowed_flush_interval=0.2) as log:
+            raw = Redis.from_url(redis_server.url)
+            try:
+                stream_id = new_stream_id()
+                await log.create(stream_id)
+                await log.append(stream_id, b"quiet")
+                key = f"{log.prefix}{{{stream_id}}}:log"
+                async with asyncio.timeout(10):  # the renewal would come after 40 s
+                    while await raw.xlen(key) < 1:
+                        await asyncio.sleep(0.01)
+                await log.end(stream_id, Ending.DONE)
+            finally:
+                await raw.aclose()
+
+    run(main())
+
+
+def test_a_follower_elsewhere_gets_entries_without_waiting_for_the_unfollowed_window(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """A follower on another instance tells the producer, which from then on sends the
+    stream's entries within `flush_interval`, not the (here 60 s) unfollowed window."""
+
+    async def main() -> list[Any]:
+        options: dict[str, Any] = {"lease_ttl": 120.0, "unfollowed_flush_interval": 60.0}
+        async with redis_log(**options) as producer, redis_log(**options) as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            await producer.append(stream_id, b"before")
+            async with aclosing(other.follow(stream_id)) as items:
+                async with asyncio.timeout(10):
+                    seen = [await anext(items)]
+                    await producer.append(stream_id, b"after")
+                    seen.append(await anext(items))
+            await producer.end(stream_id, Ending.DONE)
+            return seen
+
+    assert run(main()) == [Entry(1, b"before"), Entry(2, b"after")]
+
+
+def test_status_of_a_live_stream_on_its_producer_counts_what_is_queued(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """The producing instance answers status() itself, appends not yet in Redis included;
+    once the stream ends the answer comes from Redis, as on every other instance."""
+
+    async def main() -> None:
+        async with redis_log(lease_ttl=120.0, unfollowed_flush_interval=60.0) as log:
+            stream_id = new_stream_id()
+            await log.create(stream_id, meta={"model": "m"})
+            log.append_nowait(stream_id, b"one")
+            log.append_nowait(stream_id, b"two")
+            info = await log.status(stream_id)
+            assert info is not None and info.live
+            assert (info.first_seq, info.last_seq, dict(info.meta)) == (1, 2, {"model": "m"})
+            await log.end(stream_id, Ending.DONE)
+            info = await log.status(stream_id)
+            assert info is not None and info.ending is Ending.DONE and info.last_seq == 2
+
+    run(main())
 
 
 def test_tail_pushes_appends_on_the_producing_instance_and_not_elsewhere(

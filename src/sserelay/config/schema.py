@@ -92,6 +92,11 @@ _PLACES: dict[str, tuple[str, str, Check, str, tuple[str, ...]]] = {
     "redis_flush_interval": ("stream_log", "redis_flush", Number(0, 1, unit="seconds"),
                              "with Redis, the writer's batching window: followers on other "
                              "instances see entries up to this much later", ()),
+    "redis_unfollowed_flush_interval": ("stream_log", "redis_flush_unfollowed",
+                                        Number(0, 10, unit="seconds"),
+                                        "with Redis, the window for streams no other instance "
+                                        "follows: at most this much of a live stream is lost "
+                                        "with its instance", ()),
     "chat_model": ("relay", "chat_model", Text(), "model of /completionChat, "
                    "/completions/chat and /v1/streams", ("SSERELAY_CHAT_MODEL",)),
     "completion_model": ("relay", "completion_model", Text(), "model of /completion",

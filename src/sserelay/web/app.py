@@ -144,6 +144,7 @@ def make_stream_log(settings: Settings) -> StreamLog:
             settings.redis_url,
             retention=settings.retention,
             flush_interval=settings.redis_flush_interval,
+            unfollowed_flush_interval=settings.redis_unfollowed_flush_interval,
         )
     return MemoryStreamLog(retention=settings.retention)
 
