@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import subprocess
 import sys
@@ -274,6 +275,38 @@ def test_a_follower_elsewhere_gets_entries_without_waiting_for_the_unfollowed_wi
             return seen
 
     assert run(main()) == [Entry(1, b"before"), Entry(2, b"after")]
+
+
+def test_the_lease_renewal_reads_a_cancel_whose_message_was_lost(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """A cancel flag set in the hash without the wake-up message still reaches the producer,
+    through its next lease renewal (one call for all its streams); another stream's
+    `followed` flag, read in the same call, is not taken for a cancel."""
+
+    async def main() -> tuple[list[str], str]:
+        async with redis_log(lease_ttl=0.3) as producer:
+            raw = Redis.from_url(redis_server.url)
+            try:
+                cancelled, other = new_stream_id(), new_stream_id()
+                heard: list[str] = []
+                for stream_id in (cancelled, other):
+                    await producer.create(stream_id)
+                    producer.when_cancelled(stream_id, functools.partial(heard.append, stream_id))
+                await raw.hset(f"{producer.prefix}{{{cancelled}}}:meta", "cancel", "1")
+                await raw.hset(f"{producer.prefix}{{{other}}}:meta", "followed", "1")
+                async with asyncio.timeout(10):
+                    assert await producer.wait_for_cancel(cancelled) is True
+                await asyncio.sleep(0.5)  # five more renewals
+                before_ends = list(heard)  # an end wakes these callbacks too
+                for stream_id in (cancelled, other):
+                    await producer.end(stream_id, Ending.DONE)
+                return before_ends, cancelled
+            finally:
+                await raw.aclose()
+
+    heard, cancelled = run(main())
+    assert heard == [cancelled]
 
 
 def test_status_of_a_live_stream_on_its_producer_counts_what_is_queued(
