@@ -309,6 +309,79 @@ def test_the_lease_renewal_reads_a_cancel_whose_message_was_lost(
     assert heard == [cancelled]
 
 
+def test_a_fresh_create_produces_at_once_and_its_entries_land_after_it(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """`create(fresh=True)` does not wait for Redis; entries appended right after it, and
+    the end, still reach another instance whole and in order, with the stream's meta."""
+
+    async def main() -> tuple[list[Any], dict[str, str]]:
+        async with redis_log() as producer, redis_log() as other:
+            stream_id = new_stream_id()
+            await producer.create(stream_id, meta={"model": "m"}, fresh=True)
+            for n in range(1, 4):
+                producer.append_nowait(stream_id, b"%d" % n)
+            await producer.end(stream_id, Ending.DONE)
+            info = await other.status(stream_id)
+            assert info is not None
+            return list(await collect(other, stream_id)), dict(info.meta)
+
+    items, meta = run(main())
+    assert items == [Entry(1, b"1"), Entry(2, b"2"), Entry(3, b"3"), End(Ending.DONE)]
+    assert meta == {"model": "m"}
+
+
+def test_entries_of_a_fresh_stream_wait_for_its_create_behind_another_in_flight(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """A create queued while the writer waits on an earlier one still goes before the new
+    stream's entries: Redis' writes are paused with the first create in flight."""
+
+    async def main() -> list[Any]:
+        async with redis_log() as producer, redis_log() as reader:
+            raw = Redis.from_url(redis_server.url)
+            try:
+                first, second = new_stream_id(), new_stream_id()
+                assert await producer.status(first) is None  # started: scripts loaded
+                await raw.execute_command("CLIENT", "PAUSE", 500, "WRITE")
+                await producer.create(first, fresh=True)
+                await asyncio.sleep(0.1)  # its create is sent, and held by the pause
+                await producer.create(second, fresh=True)
+                producer.append_nowait(second, b"kept")
+                await producer.end(second, Ending.DONE)
+                await producer.end(first, Ending.DONE)
+                return list(await collect(reader, second))
+            finally:
+                await raw.aclose()
+
+    assert run(main()) == [Entry(1, b"kept"), End(Ending.DONE)]
+
+
+def test_a_fresh_create_redis_refuses_stops_its_producer_and_touches_no_other_stream(
+    redis_log: MakeRedisLog, run: Run
+) -> None:
+    """Should a `fresh` id be taken after all, the producer's appends start refusing once
+    the writer hears, and what it had queued never lands in the other owner's stream."""
+
+    async def main() -> list[Any]:
+        async with redis_log() as owner, redis_log() as producer, redis_log() as reader:
+            stream_id = new_stream_id()
+            await owner.create(stream_id)
+            await producer.create(stream_id, fresh=True)  # returns: Redis is asked later
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        producer.append_nowait(stream_id, b"not yours")
+                    except StreamLogError:
+                        break
+                    await asyncio.sleep(0.01)
+            await owner.append(stream_id, b"theirs")
+            await owner.end(stream_id, Ending.DONE)
+            return list(await collect(reader, stream_id))  # from Redis
+
+    assert run(main()) == [Entry(1, b"theirs"), End(Ending.DONE)]
+
+
 def test_status_of_a_live_stream_on_its_producer_counts_what_is_queued(
     redis_log: MakeRedisLog, run: Run
 ) -> None:

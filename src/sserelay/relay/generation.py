@@ -76,9 +76,14 @@ class Generations:
         fmt: StreamFormat,
         *,
         policy: Policy,
+        wait_stored: bool = True,
     ) -> str:
+        """Start a generation into a new stream and return its id. `wait_stored=False`: it
+        may start before the log has stored the stream (with Redis, a round trip that under
+        a burst of new streams is the event loop's backlog), for a response that carries
+        the events itself. /v1/streams hands out the id to follow from anywhere: it waits."""
         stream_id = new_stream_id()
-        await self.log.create(stream_id, meta={"format": fmt.name})
+        await self.log.create(stream_id, meta={"format": fmt.name}, fresh=not wait_stored)
         outcome = Outcome()
         # The request's admission (sserelay.limits) lasts as long as the generation, which
         # may outlive the response (`continue`, /v1/streams).

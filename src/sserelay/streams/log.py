@@ -181,8 +181,14 @@ class StreamLog(abc.ABC):
     max_entries: int
 
     @abc.abstractmethod
-    async def create(self, stream_id: str, *, meta: Mapping[str, str] | None = None) -> None:
-        """Start a live, empty stream owned by this instance; ``StreamExists`` if taken."""
+    async def create(
+        self, stream_id: str, *, meta: Mapping[str, str] | None = None, fresh: bool = False
+    ) -> None:
+        """Start a live, empty stream owned by this instance; ``StreamExists`` if taken.
+
+        ``fresh``: the id was just made by `new_stream_id` (96 random bits), so it cannot be
+        taken. A shared log may then return before the stream is stored: it stores it before
+        any of its entries, and should that fail, the producer's next append refuses."""
 
     @abc.abstractmethod
     async def append(self, stream_id: str, payload: bytes) -> int:

@@ -93,7 +93,9 @@ class MemoryStreamLog(StreamLog):
             raise UnknownStream(stream_id)
         return stream
 
-    async def create(self, stream_id: str, *, meta: Mapping[str, str] | None = None) -> None:
+    async def create(
+        self, stream_id: str, *, meta: Mapping[str, str] | None = None, fresh: bool = False
+    ) -> None:
         validate_stream_id(stream_id)
         if self._closed:
             raise LogClosed("the stream log is closed")

@@ -107,18 +107,20 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 return 1
 """
-# KEYS: log1, meta1, log2, meta2, ... ARGV: max entries, live TTL ms, then per stream: seq of
-# its first payload, payload count, payloads. One call per flush, whatever the number of
-# streams (see the module docstring). Per stream: 1 if written, 0 if it has ended (or expired)
-# so its producer stops. A retried pipeline re-sends entries already stored; Redis refuses
-# those ids and pcall skips them. Any other refused entry (OOM) reaches followers as a Gap.
+# KEYS: log1, meta1, log2, meta2, ... ARGV: max entries, live TTL ms, owner, then per stream:
+# seq of its first payload, payload count, payloads. One call per flush, whatever the number
+# of streams (see the module docstring). Per stream: 1 if written, 0 if it has ended (or
+# expired, or is not this owner's: a `fresh` create Redis refused) so its producer stops.
+# A retried pipeline re-sends entries already stored; Redis refuses those ids and pcall
+# skips them. Any other refused entry (OOM) reaches followers as a Gap.
 _APPEND = """
-local written, arg = {}, 3
+local written, arg = {}, 4
 for k = 1, #KEYS, 2 do
   local seq, count = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1])
   arg = arg + 2
   local meta = KEYS[k + 1]
-  if redis.call('EXISTS', meta) == 0 or redis.call('HEXISTS', meta, 'ending') == 1 then
+  local owner = redis.call('HGET', meta, 'owner')
+  if owner ~= ARGV[3] or redis.call('HEXISTS', meta, 'ending') == 1 then
     written[#written + 1] = 0
   else
     for i = arg, arg + count - 1 do
@@ -503,7 +505,9 @@ class RedisStreamLog(StreamLog):
 
     # -- producer ----------------------------------------------------------------------------
 
-    async def create(self, stream_id: str, *, meta: Mapping[str, str] | None = None) -> None:
+    async def create(
+        self, stream_id: str, *, meta: Mapping[str, str] | None = None, fresh: bool = False
+    ) -> None:
         keys = _Keys(self.prefix, stream_id)
         await self._ready()
         args: list[str | int] = [self.instance_id, self._lease_ms, self._live_ttl_ms]
@@ -516,9 +520,17 @@ class RedisStreamLog(StreamLog):
         command = ("EVALSHA", self._scripts["create"], 3, keys.log, keys.meta, keys.lease, *args)
         self._creating.append((command, created))
         self._work.set()
+        prompt = self.unfollowed_flush_interval <= self.flush_interval
+        if fresh and stream_id not in self._owned:
+            # Producing starts now, not a round trip later: under a burst of new streams
+            # that wait was the event loop's backlog, ms before a first token could go out.
+            # The writer sends every queued create before any entry (`_write_forever`).
+            owned = _Owned(stream_id, keys, self.max_entries, prompt, dict(meta or {}))
+            self._owned[stream_id] = owned
+            created.add_done_callback(functools.partial(self._stored, owned))
+            return
         if not await created:
             raise StreamExists(stream_id)
-        prompt = self.unfollowed_flush_interval <= self.flush_interval
         self._owned[stream_id] = _Owned(stream_id, keys, self.max_entries, prompt,
                                         dict(meta or {}))  # fmt: skip
 
@@ -541,6 +553,14 @@ class RedisStreamLog(StreamLog):
         """`append_nowait` for one stream: one Python frame per payload (`_queue`), the
         mirror's part in C."""
         return functools.partial(self._queue, 2 * self._high_water, self._producing(stream_id))
+
+    def _stored(self, owned: _Owned, created: asyncio.Future[Any]) -> None:
+        """A `fresh` create's answer: if Redis refused it, the producer's appends refuse."""
+        failure = None if created.cancelled() else created.exception()
+        if failure is None and not created.cancelled() and not created.result():
+            failure = StreamExists(owned.stream_id)
+        if failure is not None and owned.failure is None:
+            owned.failure = failure  # its queued entries are refused too (no meta in Redis)
 
     def _producing(self, stream_id: str) -> _Owned:
         owned = self._owned.get(stream_id)
@@ -646,8 +666,10 @@ class RedisStreamLog(StreamLog):
                 await asyncio.sleep(wait)
             last = loop.time()
             self._work.clear()
-            creating, self._creating = self._creating, []
-            if creating:
+            # Every create queued before the batch is taken goes first: a `fresh` stream's
+            # entries may be queued already, and must not reach Redis before its hash.
+            while self._creating:
+                creating, self._creating = self._creating, []
                 await self._create(creating)
             batch, self._dirty = self._dirty, {}
             renew = [o for o in self._owned.values() if not o.ended] if self._renew_due else []
@@ -676,14 +698,14 @@ class RedisStreamLog(StreamLog):
         tags: list[tuple[str, _Owned | None, asyncio.Future[int] | None]] = []  # per command
         appended: list[_Owned] = []
         keys: list[str] = []
-        args: list[bytes | int] = [self.max_entries, self._live_ttl_ms]
+        args: list[bytes | int | str] = [self.max_entries, self._live_ttl_ms, self.instance_id]
         for owned in batch:
             payloads, owned.pending = owned.pending, []
             if payloads:
                 appended.append(owned)
                 keys += (owned.keys.log, owned.keys.meta)
                 args += (owned.next_seq - len(payloads), len(payloads), *payloads)
-        written = len(args) - 2 - 2 * len(appended)
+        written = len(args) - 3 - 2 * len(appended)
         if appended:
             commands.append(("EVALSHA", self._scripts["append"], len(keys), *keys, *args))
             tags.append(("add", None, None))

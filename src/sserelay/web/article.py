@@ -179,7 +179,7 @@ async def _relay(request: Request, kind: Kind, messages: list[dict[str, str]]) -
     def produce(outcome: Outcome) -> ArticlePayloads:
         return ArticlePayloads(stream, kind, upstream, outcome, opening)
 
-    stream_id = await generations.start(produce, ARTICLE, policy=policy)
+    stream_id = await generations.start(produce, ARTICLE, policy=policy, wait_stored=False)
     return follow_response(generations, stream_id, 0, settings.heartbeat)
 
 

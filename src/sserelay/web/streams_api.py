@@ -147,5 +147,6 @@ async def resumable_chat_completion(
         return ChatPayloads(opened, outcome)
 
     policy: Policy = "cancel" if gateway.config.abandoned == "cancel" else "drain"
-    stream_id = await generations.start(produce, CHAT_COMPLETIONS, policy=policy)
+    stream_id = await generations.start(produce, CHAT_COMPLETIONS, policy=policy,
+                                        wait_stored=False)  # fmt: skip
     return follow_response(generations, stream_id, 0)
