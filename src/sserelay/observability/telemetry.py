@@ -10,6 +10,7 @@ text and keys never.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from sserelay.keys.ledger import UsageRow
@@ -25,7 +26,9 @@ _UPSTREAM_FAILURES = frozenset({"error", "truncated"})
 
 
 def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
+    """Milliseconds to the microsecond. Not `round(x, 3)`, which goes through a decimal
+    string: ~1.5k instructions a call, eight calls a stream (callgrind)."""
+    return None if seconds is None else math.floor(seconds * 1_000_000 + 0.5) / 1000
 
 
 class Telemetry:
