@@ -82,7 +82,8 @@ def _authenticate(request: Request, keys: KeyStore) -> ClientKey | None:
             note_key(key.id)
             return key
     if not keys.has_live_keys():
-        if is_loopback(request.client.host if request.client else None):
+        peer = request.scope.get("client")  # (host, port): `request.client` makes a tuple
+        if is_loopback(peer[0] if peer else None):
             return None
         raise GatewayError(
             401, "sserelay has no client keys yet, so it answers only on this machine. "

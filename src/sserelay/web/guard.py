@@ -172,7 +172,8 @@ class Guard:
         key = authenticate(request, request.app.state.gateway.keys)
         if key is not None:
             return f"key:{key.id}"
-        return f"addr:{request.client.host if request.client else 'unknown'}"
+        peer = request.scope.get("client")  # (host, port): `request.client` makes a tuple
+        return f"addr:{peer[0] if peer else 'unknown'}"
 
 
 def _resumes(request: Request) -> bool:
