@@ -18,21 +18,35 @@ _LISTS = ("messages", "input")
 _TEXTS = ("prompt", "system", "instructions", "input")
 
 
+_SIZED = ("messages", *_TEXTS)
+
+
+# Loops, not sum() over generators: each generator is a frame per item, and this runs for
+# every request (callgrind: `sum` was ~1% of a two-token stream's instructions).
 def _text_size(value: object) -> int:
     if isinstance(value, str):
         return len(value)
+    size = 0
     if isinstance(value, list):
-        return sum(_text_size(item) for item in value)
-    if isinstance(value, dict):
+        for item in value:
+            size += _text_size(item)
+    elif isinstance(value, dict):
         # Text parts and blocks ("text"), nested tool results ("content"); never image data.
-        return _text_size(value.get("text")) + _text_size(value.get("content"))
-    return 0
+        size = _text_size(value.get("text")) + _text_size(value.get("content"))
+    return size
 
 
 def prompt_size(body: dict[str, Any]) -> tuple[int, int]:
     """(messages, characters of text) in a request body of any of the formats above."""
-    messages = sum(len(body[k]) for k in _LISTS if isinstance(body.get(k), list))
-    chars = sum(_text_size(body.get(k)) for k in ("messages", *_TEXTS))
+    messages = chars = 0
+    for key in _LISTS:
+        value = body.get(key)
+        if isinstance(value, list):
+            messages += len(value)
+    for key in _SIZED:
+        value = body.get(key)
+        if value is not None:
+            chars += _text_size(value)
     return messages, chars
 
 
