@@ -31,6 +31,13 @@ from .test_stream_log import collect
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 MakeRedisLog = Callable[..., RedisStreamLog]
 
+async def stored(raw: Redis, log: RedisStreamLog, stream_id: str, entries: int) -> None:
+    """Wait until `entries` of the stream are in Redis, not only queued by its writer."""
+    async with asyncio.timeout(10):
+        while await raw.xlen(f"{log.prefix}{{{stream_id}}}:log") < entries:
+            await asyncio.sleep(0.01)
+
+
 # Another sserelay instance in its own process: it produces three entries, says "ready" once
 # they are in Redis, then idles holding the lease until it is killed.
 PRODUCER = """
@@ -182,8 +189,7 @@ def test_keys_are_prefixed_and_always_expire(
                 await log.create(stream_id)
                 await log.append(stream_id, b"x")
                 base = f"{log.prefix}{{{stream_id}}}:"
-                while not await raw.exists(base + "log"):  # the writer's flush
-                    await asyncio.sleep(0.01)
+                await stored(raw, log, stream_id, 1)
                 found: list[Any] = await raw.keys(f"{log.prefix}{{{stream_id}}}*")
                 keys = sorted(key.decode() for key in found)
                 assert keys == [base + "lease", base + "log", base + "meta"]
@@ -209,16 +215,11 @@ def test_scripts_are_reloaded_after_redis_forgets_them(
             try:
                 stream_id = new_stream_id()
                 await log.create(stream_id)
-
-                async def stored(seq: int) -> None:  # in Redis, not only queued
-                    while await raw.xlen(f"{log.prefix}{{{stream_id}}}:log") < seq:
-                        await asyncio.sleep(0.01)
-
                 await log.append(stream_id, b"1")
-                await stored(1)
+                await stored(raw, log, stream_id, 1)
                 await raw.script_flush()
                 await log.append(stream_id, b"2")  # the writer's pipeline meets NOSCRIPT
-                await stored(2)  # one flush at a time: each is a separate Redis restart
+                await stored(raw, log, stream_id, 2)  # each flush meets its own "restart"
                 await raw.script_flush()
                 assert await log.request_cancel(stream_id) is True
                 await raw.script_flush()
@@ -243,10 +244,7 @@ def test_appends_nobody_follows_elsewhere_reach_redis_within_the_unfollowed_wind
                 stream_id = new_stream_id()
                 await log.create(stream_id)
                 await log.append(stream_id, b"quiet")
-                key = f"{log.prefix}{{{stream_id}}}:log"
-                async with asyncio.timeout(10):  # the renewal would come after 40 s
-                    while await raw.xlen(key) < 1:
-                        await asyncio.sleep(0.01)
+                await stored(raw, log, stream_id, 1)  # within 10 s; the renewal: after 40 s
                 await log.end(stream_id, Ending.DONE)
             finally:
                 await raw.aclose()

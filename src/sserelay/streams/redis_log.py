@@ -25,7 +25,7 @@ read its own copy, never Redis; so while no other instance follows a stream, Red
 what outlives the producer, and its entries wait up to ``unfollowed_flush_interval`` (50 ms),
 or less when something else wakes the writer (a create, an end, a lease renewal, an entry
 of a followed stream). The first follower on another instance tells the producer through its
-wake-up stream (``_FOLLOW``; the lease renewal reads the same flag from the hash, should that
+wake-up stream (``_TELL``; the lease renewal reads the same flag from the hash, should that
 message be missed), and from then on the stream's entries go out within ``flush_interval``
 (2 ms). At 100 streams x 50 tok/s that is ~20 round trips a second instead of ~500: the
 relay's CPU per chunk fell from ~35 µs to ~25 (docs/decisions.md, "The Redis log's flush
@@ -152,30 +152,21 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('DEL', KEYS[3])
 return 1
 """
-# KEYS: meta. ARGV: wake-up stream prefix, stream id. Atomic, so a stream expiring meanwhile
-# is not recreated without a TTL. The owner's wake-up stream is named from the hash, which is
-# fine outside Cluster. Returns 1 if the stream is live and the request was recorded.
-_CANCEL = """
+# KEYS: meta. ARGV: wake-up stream prefix, stream id, flag, message field. Another instance
+# tells a live stream's producer something: a cancel (flag `cancel`, field `c`) or that it
+# follows the stream (`followed`, `f`, after which the producer sends its entries within
+# `flush_interval`). The flag goes in the hash once (HSETNX); the first time, the producer
+# also gets a message on its wake-up stream, named from the hash (fine outside Cluster).
+# Should that message be missed, the producer's next lease renewal reads the flag. Atomic,
+# so a stream expiring meanwhile is not recreated without a TTL. Returns 1 if it is live.
+_TELL = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or redis.call('HEXISTS', KEYS[1], 'ending') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'cancel', '1')
-local wake = ARGV[1] .. owner
-if redis.call('EXISTS', wake) == 1 then
-  redis.call('XADD', wake, 'MAXLEN', '~', 100, '*', 'c', ARGV[2])
-end
-return 1
-"""
-# KEYS: meta. ARGV: wake-up stream prefix, stream id. An instance starts following a stream it
-# does not produce: the producer is told once (HSETNX), through its wake-up stream, so that it
-# sends the stream's entries within `flush_interval` from then on. Should that message be
-# missed, the producer's next lease renewal reads the flag. Returns 1 if the stream is live.
-_FOLLOW = """
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if not owner or redis.call('HEXISTS', KEYS[1], 'ending') == 1 then return 0 end
-if redis.call('HSETNX', KEYS[1], 'followed', '1') == 0 then return 1 end
-local wake = ARGV[1] .. owner
-if redis.call('EXISTS', wake) == 1 then
-  redis.call('XADD', wake, 'MAXLEN', '~', 100, '*', 'f', ARGV[2])
+if redis.call('HSETNX', KEYS[1], ARGV[3], '1') == 1 then
+  local wake = ARGV[1] .. owner
+  if redis.call('EXISTS', wake) == 1 then
+    redis.call('XADD', wake, 'MAXLEN', '~', 100, '*', ARGV[4], ARGV[2])
+  end
 end
 return 1
 """
@@ -349,6 +340,8 @@ class RedisStreamLog(StreamLog):
         self._high_water = high_water
         self.flush_interval = flush_interval
         self.unfollowed_flush_interval = max(flush_interval, unfollowed_flush_interval)
+        # No longer window for unfollowed streams: every stream's appends wake the writer.
+        self._all_prompt = self.unfollowed_flush_interval <= flush_interval
         self._lazy: asyncio.TimerHandle | None = None  # the flush of unfollowed appends
         self._write_conn: AbstractConnection | None = None  # the writer's own (_pipeline)
         self._write_timeout: float | None = None
@@ -406,8 +399,8 @@ class RedisStreamLog(StreamLog):
         ]
 
     async def _load_scripts(self) -> None:
-        sources = {"create": _CREATE, "append": _APPEND, "end": _END, "cancel": _CANCEL,
-                   "follow": _FOLLOW, "renew": _RENEW}
+        sources = {"create": _CREATE, "append": _APPEND, "end": _END, "tell": _TELL,
+                   "renew": _RENEW}
         self._scripts = {name: await self._redis.script_load(src) for name, src in sources.items()}
 
     async def _script(self, name: str, *numkeys_keys_args: Any) -> Any:
@@ -520,19 +513,15 @@ class RedisStreamLog(StreamLog):
         command = ("EVALSHA", self._scripts["create"], 3, keys.log, keys.meta, keys.lease, *args)
         self._creating.append((command, created))
         self._work.set()
-        prompt = self.unfollowed_flush_interval <= self.flush_interval
+        owned = _Owned(stream_id, keys, self.max_entries, self._all_prompt, dict(meta or {}))
         if fresh and stream_id not in self._owned:
             # Producing starts now, not a round trip later: under a burst of new streams
             # that wait was the event loop's backlog, ms before a first token could go out.
             # The writer sends every queued create before any entry (`_write_forever`).
-            owned = _Owned(stream_id, keys, self.max_entries, prompt, dict(meta or {}))
-            self._owned[stream_id] = owned
             created.add_done_callback(functools.partial(self._stored, owned))
-            return
-        if not await created:
+        elif not await created:
             raise StreamExists(stream_id)
-        self._owned[stream_id] = _Owned(stream_id, keys, self.max_entries, prompt,
-                                        dict(meta or {}))  # fmt: skip
+        self._owned[stream_id] = owned
 
     async def append(self, stream_id: str, payload: bytes) -> int:
         owned = self._owned.get(stream_id)
@@ -556,8 +545,10 @@ class RedisStreamLog(StreamLog):
 
     def _stored(self, owned: _Owned, created: asyncio.Future[Any]) -> None:
         """A `fresh` create's answer: if Redis refused it, the producer's appends refuse."""
-        failure = None if created.cancelled() else created.exception()
-        if failure is None and not created.cancelled() and not created.result():
+        if created.cancelled():
+            return
+        failure = created.exception()
+        if failure is None and not created.result():
             failure = StreamExists(owned.stream_id)
         if failure is not None and owned.failure is None:
             owned.failure = failure  # its queued entries are refused too (no meta in Redis)
@@ -772,8 +763,12 @@ class RedisStreamLog(StreamLog):
         await self._ready()
         # Straight to the producing instance's reader, which wakes its wait_for_cancel; should
         # that be missed, the producer's next lease renewal reads the flag from the hash.
+        return await self._tell_producer(keys, stream_id, "cancel", "c")
+
+    async def _tell_producer(self, keys: _Keys, stream_id: str, flag: str, field: str) -> bool:
+        """Record `flag` in a live stream's hash and tell its producer (`_TELL`, `_woken`)."""
         wake_prefix = f"{self.prefix}instance:"
-        return bool(await self._script("cancel", 1, keys.meta, wake_prefix, stream_id))
+        return bool(await self._script("tell", 1, keys.meta, wake_prefix, stream_id, flag, field))
 
     async def cancel_requested(self, stream_id: str) -> bool:
         keys = _Keys(self.prefix, stream_id)
@@ -859,7 +854,7 @@ class RedisStreamLog(StreamLog):
         pos, check = after, False
         try:
             if first:  # its producer, elsewhere, then sends its entries within flush_interval
-                await self._script("follow", 1, keys.meta, f"{self.prefix}instance:", stream_id)
+                await self._tell_producer(keys, stream_id, "followed", "f")
             while True:
                 items = None if check else watch.after(pos)
                 if items is None:  # behind the shared buffer, or checking: read for ourselves
