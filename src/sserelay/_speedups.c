@@ -1011,6 +1011,7 @@ static PyType_Spec entry_tail_spec = {
 typedef struct {
     PyObject_HEAD
     PyObject *items;
+    PyObject *items_append; /* items.append, looked up once: `_items` is read-only */
     PyObject *prefix;
     PyObject *suffix;
     Py_ssize_t cut;
@@ -1026,8 +1027,13 @@ retained_init(Retained *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTuple(args, "O:Retained", &items)) {
         return -1;
     }
+    PyObject *items_append = PyObject_GetAttr(items, APPEND);
+    if (items_append == NULL) {
+        return -1;
+    }
     Py_INCREF(items);
     Py_XSETREF(self->items, items);
+    Py_XSETREF(self->items_append, items_append);
     Py_XSETREF(self->prefix, PyBytes_FromStringAndSize(NULL, 0));
     Py_XSETREF(self->suffix, PyBytes_FromStringAndSize(NULL, 0));
     self->cut = 0;
@@ -1039,6 +1045,7 @@ static int
 retained_traverse(Retained *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->items);
+    Py_VISIT(self->items_append);
     Py_VISIT(self->prefix);
     Py_VISIT(self->suffix);
     Py_VISIT(Py_TYPE(self));
@@ -1049,6 +1056,7 @@ static int
 retained_clear(Retained *self)
 {
     Py_CLEAR(self->items);
+    Py_CLEAR(self->items_append);
     Py_CLEAR(self->prefix);
     Py_CLEAR(self->suffix);
     return 0;
@@ -1063,7 +1071,7 @@ retained_dealloc(Retained *self)
 static PyObject *
 retained_append(Retained *self, PyObject *payload)
 {
-    if (self->items == NULL) {
+    if (self->items == NULL || self->items_append == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Retained.__init__() was not called");
         return NULL;
     }
@@ -1085,7 +1093,7 @@ retained_append(Retained *self, PyObject *payload)
     if (item == NULL) {
         return NULL;
     }
-    PyObject *done = PyObject_CallMethodOneArg(self->items, APPEND, item);
+    PyObject *done = PyObject_CallOneArg(self->items_append, item);
     Py_DECREF(item);
     if (done == NULL) {
         return NULL;
@@ -1391,6 +1399,7 @@ static PyType_Spec decoder_state_spec = {
 typedef struct {
     PyObject_HEAD
     PyObject *entries;
+    PyObject *entries_append; /* entries.append, looked up once: `entries` is read-only */
     PyObject *entry_type;
     PyObject *wake;
     PyObject *ending;
@@ -1413,13 +1422,19 @@ log_stream_init(LogStream *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "LogStream() takes a tuple subclass for its entries");
         return -1;
     }
+    PyObject *entries_append = PyObject_GetAttr(entries, APPEND);
+    if (entries_append == NULL) {
+        return -1;
+    }
     PyObject *waiters = PyList_New(0), *listeners = PyList_New(0);
     if (waiters == NULL || listeners == NULL) {
+        Py_DECREF(entries_append);
         Py_XDECREF(waiters);
         Py_XDECREF(listeners);
         return -1;
     }
     Py_XSETREF(self->entries, Py_NewRef(entries));
+    Py_XSETREF(self->entries_append, entries_append);
     Py_XSETREF(self->entry_type, Py_NewRef(entry_type));
     Py_XSETREF(self->wake, Py_NewRef(wake));
     Py_XSETREF(self->ending, Py_NewRef(Py_None));
@@ -1433,6 +1448,7 @@ static int
 log_stream_traverse(LogStream *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->entries);
+    Py_VISIT(self->entries_append);
     Py_VISIT(self->entry_type);
     Py_VISIT(self->wake);
     Py_VISIT(self->ending);
@@ -1446,6 +1462,7 @@ static int
 log_stream_clear(LogStream *self)
 {
     Py_CLEAR(self->entries);
+    Py_CLEAR(self->entries_append);
     Py_CLEAR(self->entry_type);
     Py_CLEAR(self->wake);
     Py_CLEAR(self->ending);
@@ -1460,22 +1477,19 @@ log_stream_dealloc(LogStream *self)
     dealloc_with((PyObject *)self, (inquiry)log_stream_clear);
 }
 
-/* A new `entry_type` instance of (seq, payload), as tuple.__new__(entry_type, ...) makes
- * it: a named tuple's own __new__ is a Python function. */
+/* A new `entry_type` instance of (seq, payload), made as tuple.__new__(entry_type, ...)
+ * makes it (the type's tp_alloc, the items set), without the two argument tuples that
+ * going through tp_new costs: a named tuple's own __new__ is a Python function. */
 static PyObject *
 new_entry(PyObject *entry_type, PyObject *seq, PyObject *payload)
 {
-    PyObject *fields = PyTuple_Pack(2, seq, payload);
-    if (fields == NULL) {
+    PyTypeObject *type = (PyTypeObject *)entry_type;
+    PyObject *entry = type->tp_alloc(type, 2);
+    if (entry == NULL) {
         return NULL;
     }
-    PyObject *args = PyTuple_Pack(1, fields);
-    Py_DECREF(fields);
-    if (args == NULL) {
-        return NULL;
-    }
-    PyObject *entry = PyTuple_Type.tp_new((PyTypeObject *)entry_type, args, NULL);
-    Py_DECREF(args);
+    PyTuple_SET_ITEM(entry, 0, Py_NewRef(seq));
+    PyTuple_SET_ITEM(entry, 1, Py_NewRef(payload));
     return entry;
 }
 
@@ -1495,14 +1509,14 @@ log_stream_lists_ok(LogStream *self)
 static PyObject *
 log_stream_append(LogStream *self, PyObject *payload)
 {
-    if (self->entries == NULL) {
+    if (self->entries == NULL || self->entries_append == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "LogStream.__init__() was not called");
         return NULL;
     }
     if (self->ending != Py_None) {
         return PyObject_CallMethodNoArgs((PyObject *)self, REFUSE);
     }
-    PyObject *kept = PyObject_CallMethodOneArg(self->entries, APPEND, payload);
+    PyObject *kept = PyObject_CallOneArg(self->entries_append, payload);
     if (kept == NULL) {
         return NULL;
     }
