@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import subprocess
+import sys
 
-from sserelay.web.server import _settle_garbage_collector
+import httpx
+import uvicorn
+
+from sserelay.testing.procs import ServerProcess
+from sserelay.web.server import LISTENERS, _listening_group, _settle_garbage_collector
 
 
 def test_startup_freezes_what_it_made_and_collects_the_young_generation_less_often() -> None:
@@ -38,3 +46,55 @@ def test_log_records_skip_the_caller_lookup_and_the_thread_and_process_fields() 
     finally:
         (logging._srcfile, logging.logThreads, logging.logProcesses,
          logging.logMultiprocessing) = saved
+
+
+def _listening_sockets(pid: int, port: int) -> int:
+    """How many TCP sockets of process `pid` listen on `port` (from /proc)."""
+    owned = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                owned.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "0A" and fields[9] in owned:
+                    count += 1
+    return count
+
+
+def test_the_server_accepts_on_a_group_of_sockets_so_a_burst_is_not_taken_one_a_turn(
+    relay: ServerProcess,
+) -> None:
+    """uvloop's libuv accepts one connection per listening socket per loop iteration; the
+    relay listens on LISTENERS sockets of one port (SO_REUSEPORT), so a burst of new
+    streams is accepted LISTENERS at a time (docs/decisions.md, "Accepting a burst")."""
+    assert LISTENERS > 1
+    assert _listening_sockets(relay.proc.pid, relay.port) == LISTENERS
+    with httpx.Client(base_url=relay.url, timeout=30) as client:
+        for _ in range(3):  # new connections land on any of them, all served
+            assert client.get("/simple", headers={"Connection": "close"}).status_code == 200
+
+
+def test_a_second_server_on_a_port_in_use_fails_and_says_so(relay: ServerProcess) -> None:
+    """The group's sockets share their port with any socket that sets SO_REUSEPORT; a plain
+    bind first keeps a second sserelay from silently joining the running one's group."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sserelay.cli", "serve", "--port", str(relay.port)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "OPENAI_API_KEY": "sk-test-not-used"},
+    )
+    assert done.returncode != 0
+    assert "address already in use" in (done.stdout + done.stderr).lower()
+    assert _listening_sockets(relay.proc.pid, relay.port) == LISTENERS
+
+
+def test_port_zero_a_host_name_or_a_unix_socket_bind_as_uvicorn_does() -> None:
+    for options in ({"port": 0}, {"host": "localhost", "port": 8000}, {"uds": "/tmp/x.sock"}):
+        config = uvicorn.Config(lambda: None, **options)  # type: ignore[arg-type]
+        assert _listening_group(config) is None

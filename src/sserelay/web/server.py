@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import math
 import socket
+import sys
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sserelay.settings import Settings
@@ -47,6 +50,9 @@ _TIMED_OUT = (
 _CUT_RESPONSE = "ASGI callable returned without completing response."
 # Beyond the grace period, what uvicorn waits before cancelling what is left.
 _SERVER_MARGIN = 5.0
+# Listening sockets on the one port (`_listening_group`): as many connections accepted per
+# loop iteration. Measured at 500 streams started within 50 ms (docs/decisions.md).
+LISTENERS = 16
 
 
 def header_deadline_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
@@ -133,12 +139,64 @@ class GracefulServer(uvicorn.Server):
         logging.getLogger("uvicorn.error").addFilter(_QuietCuts(shutdown))
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is None:
+            sockets = _listening_group(self.config)
+            if sockets is not None:
+                self._log_started_message(sockets[:1])
         await super().startup(sockets)
         _settle_garbage_collector()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.app_shutdown.begin()
         await super().shutdown(sockets)
+
+
+def _listening_group(config: uvicorn.Config) -> list[socket.socket] | None:
+    """`LISTENERS` sockets listening on the configured port together (SO_REUSEPORT), or
+    None where uvicorn should bind as usual (a Unix socket, a passed descriptor, port 0, a
+    host name, a system without SO_REUSEPORT).
+
+    libuv (1.45 and later, so uvloop) accepts one connection per listening socket per
+    loop iteration. Under a burst of new connections the rest wait in the kernel's queue,
+    each iteration a few hundred microseconds of other work: 500 streams started within
+    50 ms waited up to 300 ms to be accepted, their first tokens with them. The kernel
+    spreads connections over a SO_REUSEPORT group, and each of its sockets is accepted
+    from in every iteration (docs/decisions.md, "Accepting a burst").
+
+    The group's sockets all set SO_REUSEPORT, so a second sserelay started on the same port
+    would join this one instead of failing; a plain bind first makes it fail as before."""
+    host, port = config.host, config.port
+    if (LISTENERS < 2 or config.uds is not None or config.fd is not None or port == 0
+            or not hasattr(socket, "SO_REUSEPORT")):
+        return None
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:  # a host name: uvicorn resolves it, and binds every address it has
+        return None
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        logging.getLogger("uvicorn.error").error(exc)
+        sys.exit(STARTUP_FAILURE)
+    group: list[socket.socket] = []
+    try:
+        for _ in range(LISTENERS):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            group.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:  # as asyncio's create_server: IPv6 only
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))  # uvicorn listens on them once the app has started
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in group:
+            sock.close()
+        logging.getLogger("uvicorn.error").error(exc)
+        sys.exit(STARTUP_FAILURE)
+    return group
 
 
 def _settle_garbage_collector() -> None:
