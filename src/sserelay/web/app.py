@@ -40,6 +40,7 @@ from sserelay.web.event_stream import RAW_SEND_KEY
 from sserelay.web.guard import guard_routes
 from sserelay.web.metrics import metrics_routes
 from sserelay.web.shutdown import Shutdown
+from sserelay.web.start_gate import StartGate
 from sserelay.web.tickets import TicketSigner
 
 STATIC_DIR = resources.files("sserelay.web") / "static"
@@ -281,5 +282,6 @@ def create_app(
     app.state.limiter = limiter
     app.state.tickets = tickets
     app.state.shutdown = shutdown
+    app.state.start_gate = StartGate()
     app.state.telemetry = telemetry
     return app

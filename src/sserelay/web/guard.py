@@ -1,6 +1,8 @@
 """What every route that starts or follows a stream checks before its endpoint runs.
 
-In order: the instance is not shutting down (503); who is asking (a client key, a ticket for
+In order: a request that starts a generation waits for its turn (`start_gate`: one start
+per loop iteration, behind the streams already flowing); the instance is not shutting down
+(503); who is asking (a client key, a ticket for
 one stream, or this machine while no keys exist: 401 otherwise); the request body, read here
 and only up to its limit (413 without reading further, 408 if it trickles); the conversation's
 size (400 / 413); then admission (`sserelay.limits`: 429 / 503 with Retry-After). The endpoint
@@ -124,10 +126,13 @@ class Guard:
         # A reconnect to an article endpoint resumes from the log and never generates again.
         generates = rules.generates and not (rules.follows and _resumes(request))
         try:
-            if generates and shutdown.draining:
-                raise _Refused(503, "This sserelay instance is shutting down. Retry; another "
-                               "instance will take the request.", "shutting_down",
-                               retry_after=1, close=True)
+            if generates:
+                # One start per loop iteration: the streams under way go first (start_gate).
+                await state.start_gate.turn()
+                if shutdown.draining:
+                    raise _Refused(503, "This sserelay instance is shutting down. Retry; "
+                                   "another instance will take the request.", "shutting_down",
+                                   retry_after=1, close=True)
             client = self._identify(request, state.tickets)
             body: bytes | None = None
             if rules.body is not None and request.method == "POST":
