@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import socket
 import subprocess
 import sys
 
 import httpx
+import pytest
 import uvicorn
 
-from sserelay.testing.procs import ServerProcess
+from sserelay.testing.procs import ServerProcess, free_port
 from sserelay.web.server import LISTENERS, _listening_group, _settle_garbage_collector
 
 
@@ -98,3 +100,13 @@ def test_port_zero_a_host_name_or_a_unix_socket_bind_as_uvicorn_does() -> None:
     for options in ({"port": 0}, {"host": "localhost", "port": 8000}, {"uds": "/tmp/x.sock"}):
         config = uvicorn.Config(lambda: None, **options)  # type: ignore[arg-type]
         assert _listening_group(config) is None
+
+
+def test_a_system_that_refuses_so_reuseport_gets_one_socket_as_uvicorn_binds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kernel or sandbox without SO_REUSEPORT: serve on uvicorn's single socket rather
+    than fail to start (an unknown option number stands in for the refusal)."""
+    monkeypatch.setattr(socket, "SO_REUSEPORT", 0x7FFF)
+    config = uvicorn.Config(lambda: None, host="127.0.0.1", port=free_port())  # type: ignore[arg-type]
+    assert _listening_group(config) is None

@@ -152,9 +152,10 @@ class GracefulServer(uvicorn.Server):
 
 
 def _listening_group(config: uvicorn.Config) -> list[socket.socket] | None:
-    """`LISTENERS` sockets listening on the configured port together (SO_REUSEPORT), or
-    None where uvicorn should bind as usual (a Unix socket, a passed descriptor, port 0, a
-    host name, a system without SO_REUSEPORT).
+    """`LISTENERS` sockets bound together to the configured port (SO_REUSEPORT), for uvicorn
+    to listen on; None where uvicorn should bind as usual: a Unix socket, a passed
+    descriptor, port 0, a host name (it may resolve to several addresses), or a system
+    other than Linux or without SO_REUSEPORT (elsewhere it does not spread connections).
 
     libuv (1.45 and later, so uvloop) accepts one connection per listening socket per
     loop iteration. Under a burst of new connections the rest wait in the kernel's queue,
@@ -166,32 +167,33 @@ def _listening_group(config: uvicorn.Config) -> list[socket.socket] | None:
     The group's sockets all set SO_REUSEPORT, so a second sserelay started on the same port
     would join this one instead of failing; a plain bind first makes it fail as before."""
     host, port = config.host, config.port
-    if (LISTENERS < 2 or config.uds is not None or config.fd is not None or port == 0
-            or not hasattr(socket, "SO_REUSEPORT")):
+    if (LISTENERS < 2 or not sys.platform.startswith("linux") or config.uds is not None
+            or config.fd is not None or port == 0):
         return None
     try:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:  # a host name: uvicorn resolves it, and binds every address it has
+    except ValueError:  # a host name
         return None
+    group: list[socket.socket] = []
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
-    except OSError as exc:
-        logging.getLogger("uvicorn.error").error(exc)
-        sys.exit(STARTUP_FAILURE)
-    group: list[socket.socket] = []
-    try:
         for _ in range(LISTENERS):
             sock = socket.socket(family, socket.SOCK_STREAM)
             group.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            except OSError:  # a kernel or sandbox without it: one socket, as uvicorn binds
+                for each in group:
+                    each.close()
+                return None
             if family == socket.AF_INET6:  # as asyncio's create_server: IPv6 only
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((host, port))  # uvicorn listens on them once the app has started
             sock.setblocking(False)
-    except OSError as exc:
+    except OSError as exc:  # the port is in use, or the address is not this machine's
         for sock in group:
             sock.close()
         logging.getLogger("uvicorn.error").error(exc)
