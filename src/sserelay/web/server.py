@@ -131,7 +131,8 @@ class _QuietCuts(logging.Filter):
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, telling the app when a shutdown begins."""
+    """uvicorn's server, listening on a group of sockets where it can (`_listening_group`)
+    and telling the app when a shutdown begins."""
 
     def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
         super().__init__(config)
@@ -139,11 +140,10 @@ class GracefulServer(uvicorn.Server):
         logging.getLogger("uvicorn.error").addFilter(_QuietCuts(shutdown))
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        if sockets is None:
-            sockets = _listening_group(self.config)
-            if sockets is not None:
-                self._log_started_message(sockets[:1])
-        await super().startup(sockets)
+        group = _listening_group(self.config) if sockets is None else None
+        await super().startup(sockets if group is None else group)
+        if group is not None:  # uvicorn logs this only for sockets it bound itself
+            self._log_started_message(group[:1])
         _settle_garbage_collector()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

@@ -2,11 +2,12 @@
 
 A burst of new streams is CPU the event loop runs in arrival order. Each start (the guard's
 checks, the endpoint, the upstream request, the generation's first step) is a few hundred
-microseconds of Python; fifty that arrive together make one loop iteration of ~15 ms, and
-everything else that is due waits behind it: the chunks of running streams, and a client's
-GET that follows a stream it has just created. At 500 streams started within 50 ms, that
-GET waited ~250 ms, while the tokens of its stream piled up in the log (docs/decisions.md,
-"Starts wait their turn").
+microseconds of Python, and whatever became due behind a batch of them waits for all of
+them: the chunks of running streams, and the GET with which a client follows a stream it
+has just created. With a 500-stream burst's connections accepted many at a time
+(web/server.py), that GET still waited 85-103 ms at the 99th percentile behind the other
+streams' POSTs, while its own stream's tokens piled up in the log (docs/decisions.md,
+"Accepting a burst, and starts waiting their turn").
 
 `StartGate.turn()` lets one start through per loop iteration; the others wait in arrival
 order (nothing is refused, and nothing waits when no start is waiting). Everything that is
