@@ -182,24 +182,23 @@ def test_keys_are_prefixed_and_always_expire(
     """Every key lives under the prefix and has a TTL, live or ended; the lease goes at the end."""
 
     async def main() -> None:
-        async with redis_log(retention=60, lease_ttl=2.0) as log:
-            raw = Redis.from_url(redis_server.url)
-            try:
-                stream_id = new_stream_id()
-                await log.create(stream_id)
-                await log.append(stream_id, b"x")
-                base = f"{log.prefix}{{{stream_id}}}:"
-                await stored(raw, log, stream_id, 1)
-                found: list[Any] = await raw.keys(f"{log.prefix}{{{stream_id}}}*")
-                keys = sorted(key.decode() for key in found)
-                assert keys == [base + "lease", base + "log", base + "meta"]
-                assert all(0 < ttl <= 62_000 for ttl in [await raw.pttl(key) for key in keys])
-                await log.end(stream_id, Ending.DONE)
-                assert await raw.exists(base + "lease") == 0
-                ttls = [await raw.pttl(base + key) for key in ("log", "meta")]
-                assert all(0 < ttl <= 60_000 for ttl in ttls)
-            finally:
-                await raw.aclose()
+        async with (
+            redis_log(retention=60, lease_ttl=2.0) as log,
+            Redis.from_url(redis_server.url) as raw,
+        ):
+            stream_id = new_stream_id()
+            await log.create(stream_id)
+            await log.append(stream_id, b"x")
+            base = f"{log.prefix}{{{stream_id}}}:"
+            await stored(raw, log, stream_id, 1)
+            found: list[Any] = await raw.keys(f"{log.prefix}{{{stream_id}}}*")
+            keys = sorted(key.decode() for key in found)
+            assert keys == [base + "lease", base + "log", base + "meta"]
+            assert all(0 < ttl <= 62_000 for ttl in [await raw.pttl(key) for key in keys])
+            await log.end(stream_id, Ending.DONE)
+            assert await raw.exists(base + "lease") == 0
+            ttls = [await raw.pttl(base + key) for key in ("log", "meta")]
+            assert all(0 < ttl <= 60_000 for ttl in ttls)
 
     run(main())
 
@@ -210,23 +209,19 @@ def test_scripts_are_reloaded_after_redis_forgets_them(
     """Appends, cancels and ends keep working after SCRIPT FLUSH (as after a Redis restart)."""
 
     async def main() -> list[Any]:
-        async with redis_log() as log:
-            raw = Redis.from_url(redis_server.url)
-            try:
-                stream_id = new_stream_id()
-                await log.create(stream_id)
-                await log.append(stream_id, b"1")
-                await stored(raw, log, stream_id, 1)
-                await raw.script_flush()
-                await log.append(stream_id, b"2")  # the writer's pipeline meets NOSCRIPT
-                await stored(raw, log, stream_id, 2)  # each flush meets its own "restart"
-                await raw.script_flush()
-                assert await log.request_cancel(stream_id) is True
-                await raw.script_flush()
-                assert await log.end(stream_id, Ending.CANCELLED) is True
-                return list(await collect(log, stream_id))
-            finally:
-                await raw.aclose()
+        async with redis_log() as log, Redis.from_url(redis_server.url) as raw:
+            stream_id = new_stream_id()
+            await log.create(stream_id)
+            await log.append(stream_id, b"1")
+            await stored(raw, log, stream_id, 1)
+            await raw.script_flush()
+            await log.append(stream_id, b"2")  # the writer's pipeline meets NOSCRIPT
+            await stored(raw, log, stream_id, 2)  # each flush meets its own "restart"
+            await raw.script_flush()
+            assert await log.request_cancel(stream_id) is True
+            await raw.script_flush()
+            assert await log.end(stream_id, Ending.CANCELLED) is True
+            return list(await collect(log, stream_id))
 
     assert run(main()) == [Entry(1, b"1"), Entry(2, b"2"), End(Ending.CANCELLED)]
 
@@ -238,16 +233,15 @@ def test_appends_nobody_follows_elsewhere_reach_redis_within_the_unfollowed_wind
     append is still sent: when `unfollowed_flush_interval` has passed."""
 
     async def main() -> None:
-        async with redis_log(lease_ttl=120.0, unfollowed_flush_interval=0.2) as log:
-            raw = Redis.from_url(redis_server.url)
-            try:
-                stream_id = new_stream_id()
-                await log.create(stream_id)
-                await log.append(stream_id, b"quiet")
-                await stored(raw, log, stream_id, 1)  # within 10 s; the renewal: after 40 s
-                await log.end(stream_id, Ending.DONE)
-            finally:
-                await raw.aclose()
+        async with (
+            redis_log(lease_ttl=120.0, unfollowed_flush_interval=0.2) as log,
+            Redis.from_url(redis_server.url) as raw,
+        ):
+            stream_id = new_stream_id()
+            await log.create(stream_id)
+            await log.append(stream_id, b"quiet")
+            await stored(raw, log, stream_id, 1)  # within 10 s; the renewal: after 40 s
+            await log.end(stream_id, Ending.DONE)
 
     run(main())
 
@@ -283,25 +277,24 @@ def test_the_lease_renewal_reads_a_cancel_whose_message_was_lost(
     `followed` flag, read in the same call, is not taken for a cancel."""
 
     async def main() -> tuple[list[str], str]:
-        async with redis_log(lease_ttl=0.3) as producer:
-            raw = Redis.from_url(redis_server.url)
-            try:
-                cancelled, other = new_stream_id(), new_stream_id()
-                heard: list[str] = []
-                for stream_id in (cancelled, other):
-                    await producer.create(stream_id)
-                    producer.when_cancelled(stream_id, functools.partial(heard.append, stream_id))
-                await raw.hset(f"{producer.prefix}{{{cancelled}}}:meta", "cancel", "1")
-                await raw.hset(f"{producer.prefix}{{{other}}}:meta", "followed", "1")
-                async with asyncio.timeout(10):
-                    assert await producer.wait_for_cancel(cancelled) is True
-                await asyncio.sleep(0.5)  # five more renewals
-                before_ends = list(heard)  # an end wakes these callbacks too
-                for stream_id in (cancelled, other):
-                    await producer.end(stream_id, Ending.DONE)
-                return before_ends, cancelled
-            finally:
-                await raw.aclose()
+        async with (
+            redis_log(lease_ttl=0.3) as producer,
+            Redis.from_url(redis_server.url) as raw,
+        ):
+            cancelled, other = new_stream_id(), new_stream_id()
+            heard: list[str] = []
+            for stream_id in (cancelled, other):
+                await producer.create(stream_id)
+                producer.when_cancelled(stream_id, functools.partial(heard.append, stream_id))
+            await raw.hset(f"{producer.prefix}{{{cancelled}}}:meta", "cancel", "1")
+            await raw.hset(f"{producer.prefix}{{{other}}}:meta", "followed", "1")
+            async with asyncio.timeout(10):
+                assert await producer.wait_for_cancel(cancelled) is True
+            await asyncio.sleep(0.5)  # five more renewals
+            before_ends = list(heard)  # an end wakes these callbacks too
+            for stream_id in (cancelled, other):
+                await producer.end(stream_id, Ending.DONE)
+            return before_ends, cancelled
 
     heard, cancelled = run(main())
     assert heard == [cancelled]
@@ -336,21 +329,21 @@ def test_entries_of_a_fresh_stream_wait_for_its_create_behind_another_in_flight(
     stream's entries: Redis' writes are paused with the first create in flight."""
 
     async def main() -> list[Any]:
-        async with redis_log() as producer, redis_log() as reader:
-            raw = Redis.from_url(redis_server.url)
-            try:
-                first, second = new_stream_id(), new_stream_id()
-                assert await producer.status(first) is None  # started: scripts loaded
-                await raw.execute_command("CLIENT", "PAUSE", 500, "WRITE")
-                await producer.create(first, fresh=True)
-                await asyncio.sleep(0.1)  # its create is sent, and held by the pause
-                await producer.create(second, fresh=True)
-                producer.append_nowait(second, b"kept")
-                await producer.end(second, Ending.DONE)
-                await producer.end(first, Ending.DONE)
-                return list(await collect(reader, second))
-            finally:
-                await raw.aclose()
+        async with (
+            redis_log() as producer,
+            redis_log() as reader,
+            Redis.from_url(redis_server.url) as raw,
+        ):
+            first, second = new_stream_id(), new_stream_id()
+            assert await producer.status(first) is None  # started: scripts loaded
+            await raw.execute_command("CLIENT", "PAUSE", 500, "WRITE")
+            await producer.create(first, fresh=True)
+            await asyncio.sleep(0.1)  # its create is sent, and held by the pause
+            await producer.create(second, fresh=True)
+            producer.append_nowait(second, b"kept")
+            await producer.end(second, Ending.DONE)
+            await producer.end(first, Ending.DONE)
+            return list(await collect(reader, second))
 
     assert run(main()) == [Entry(1, b"kept"), End(Ending.DONE)]
 

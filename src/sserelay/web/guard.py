@@ -2,13 +2,12 @@
 
 In order: a request that starts a generation waits for its turn (`start_gate`: one start
 per loop iteration, behind the streams already flowing); the instance is not shutting down
-(503); who is asking (a client key, a ticket for
-one stream, or this machine while no keys exist: 401 otherwise); the request body, read here
-and only up to its limit (413 without reading further, 408 if it trickles); the conversation's
-size (400 / 413); then admission (`sserelay.limits`: 429 / 503 with Retry-After). The endpoint
-then gets the body back as if it had not been read, and runs holding the admission's permit
-(`limits.holding`), which is released when the response ends, or when the generation ends if
-the generation claimed it.
+(503); who is asking (a client key, a ticket for one stream, or this machine while no keys
+exist: 401 otherwise); the request body, read here and only up to its limit (413 without
+reading further, 408 if it trickles); the conversation's size (400 / 413); then admission
+(`sserelay.limits`: 429 / 503 with Retry-After). The endpoint then gets the body back as if
+it had not been read, and runs holding the admission's permit (`limits.holding`), which is
+released when the response ends, or when the generation ends if the generation claimed it.
 
 A route's rules are picked by its path (`RULES`); `guard_routes` wraps the app's routes in
 one go, so no endpoint repeats these checks. Only `receive` is wrapped, never `send`: the
