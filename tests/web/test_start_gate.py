@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sserelay.web.start_gate import StartGate
+from tests.web.conftest import requests
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -89,3 +90,27 @@ def test_a_start_cancelled_while_waiting_gives_its_turn_to_the_next(run: Run) ->
         return seen
 
     assert run(main()) == ["a", "c"]
+
+
+class _CountingGate(StartGate):
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns = 0
+
+    async def turn(self) -> None:
+        self.turns += 1
+        await super().turn()
+
+
+def test_the_guard_takes_a_turn_for_a_start_and_none_for_a_follow(app: Any) -> None:
+    """Requests that start a generation go through the app's gate (before any other
+    check: a body it refuses still waited its turn); following a stream never does."""
+    gate = app.state.start_gate = _CountingGate()
+    statuses = [response.status_code for response in requests(
+        app,
+        ("POST", "/v1/streams", {"content": b"not json"}),
+        ("GET", "/v1/streams/AAAAAAAAAAAAAAAA", {}),
+        ("POST", "/v1/chat/completions", {"json": {"model": "x"}}),
+    )]  # fmt: skip
+    assert statuses[1] == 404 and all(400 <= status < 500 for status in statuses)
+    assert gate.turns == 2
