@@ -4,6 +4,7 @@ bytes where a relay's writes may cut them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -88,3 +89,52 @@ def test_tokens_made_before_the_first_bytes_arrived_are_left_out_of_the_flow(
     assert (result.ok, result.chunks) == (3, 9)
     assert result.latency_us["p99"] > 4_000_000
     assert 0 < result.later_latency_us["p99"] < 1_000_000
+
+
+async def _follow_load(tokens: int) -> tuple[Any, list[tuple[int, bytes]]]:
+    """POST /v1/streams then GET its url, against a server that notes which connection
+    (by its number) each request line came on."""
+    seen: list[tuple[int, bytes]] = []
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        number = connections
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            line = head.split(b"\r\n", 1)[0]
+            seen.append((number, line))
+            if line.startswith(b"POST"):
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                body = b'{"id": "s1", "url": "/v1/streams/s1"}'
+                writer.write(b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+                continue
+            events = b"".join(b"data: %s\n\n" % _stamp() for _ in range(tokens))
+            events += b"data: [DONE]\n\n"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(events), events))  # fmt: skip
+            await writer.drain()
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await reader.readuntil(b"\r\n\r\n")  # the client closes: nothing more comes
+            writer.close()
+            return
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        spec = RequestSpec("POST", f"http://127.0.0.1:{port}/v1/streams", {"messages": []},
+                           follow=True)  # fmt: skip
+        return await run_load(spec, streams=2, tokens=tokens, timeout=10), seen
+
+
+def test_a_followed_stream_is_read_on_the_connection_that_started_it(run: Run[Any]) -> None:
+    """POST /v1/streams and its GET go on one keep-alive connection, as a browser's page
+    and an HTTP client's pool send them; each stream has a connection of its own."""
+    result, seen = run(_follow_load(tokens=2))
+    assert (result.ok, result.chunks, result.errors) == (2, 4, {})
+    by_connection: dict[int, list[bytes]] = {}
+    for number, line in seen:
+        by_connection.setdefault(number, []).append(b" ".join(line.split(b" ")[:2]))
+    assert sorted(by_connection.values()) == [[b"POST /v1/streams", b"GET /v1/streams/s1"]] * 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import gc
 import json
@@ -22,7 +23,7 @@ import math
 import re
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -90,25 +91,34 @@ class _Tally:
         self.errors: collections.Counter[str] = collections.Counter()
 
 
-class _Exchange(asyncio.Protocol):
-    """One HTTP/1.1 request on a connection of its own, its response body handed to
-    `on_body` with the time its read arrived.
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection, its requests sent one after another (keep-alive), each
+    response's body handed to that request's `on_body` with the time its read arrived.
 
     A bare protocol on httptools rather than aiohttp: aiohttp's client cost ~67 µs of CPU
     per chunk here, and the load generator shares the two cores with the relay it measures
     (docs/decisions.md, "The benchmark's own processes")."""
 
-    def __init__(self, request: bytes, on_body: Callable[[bytes, int], None]) -> None:
-        self._request, self._on_body = request, on_body
+    def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self._now = 0
+        self._on_body: Callable[[bytes, int], None] = _ignore
         self.status = 0
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.WriteTransport | None = None
+
+    def send(self, request: bytes, on_body: Callable[[bytes, int], None]) -> None:
+        """Send `request`; `finished` resolves when its response has been read whole."""
+        assert self.transport is not None
+        self._on_body, self.status = on_body, 0
+        self.finished = asyncio.get_running_loop().create_future()
+        if self.transport.is_closing():  # the server closed it after the last response
+            self._fail(ConnectionResetError("the connection closed between requests"))
+            return
+        self.transport.write(request)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        transport.write(self._request)  # type: ignore[attr-defined]
+        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self._now = time.time_ns()  # once per read: every event in it arrived now
@@ -129,7 +139,6 @@ class _Exchange(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self.finished.done():
             self.finished.set_result(None)
-        self.close()
 
     def _fail(self, exc: Exception) -> None:
         if not self.finished.done():
@@ -141,10 +150,13 @@ class _Exchange(asyncio.Protocol):
             self.transport.close()
 
 
+def _ignore(_body: bytes, _now: int) -> None:
+    pass
+
+
 def _request_bytes(method: str, url: str, body: dict[str, Any] | None,
-                   headers: dict[str, str]) -> tuple[str, int, bytes]:
+                   headers: dict[str, str]) -> bytes:
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     payload = b"" if body is None else orjson.dumps(body)
     lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {parts.netloc}"]
@@ -152,27 +164,21 @@ def _request_bytes(method: str, url: str, body: dict[str, Any] | None,
     if body is not None:
         lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return host, port, head + payload
+    return head + payload
 
 
-async def _exchange(method: str, url: str, body: dict[str, Any] | None,
-                    headers: dict[str, str], on_body: Callable[[bytes, int], None]) -> int:
-    """Send one request and read its response to the end; its status."""
-    host, port, request = _request_bytes(method, url, body, headers)
-    loop = asyncio.get_running_loop()
-    _transport, exchange = await loop.create_connection(
-        lambda: _Exchange(request, on_body), host, port
-    )
-    try:
-        await exchange.finished
-    finally:
-        exchange.close()
-    return exchange.status
+async def _exchange(connection: _Connection, method: str, url: str,
+                    body: dict[str, Any] | None, headers: dict[str, str],
+                    on_body: Callable[[bytes, int], None]) -> int:
+    """Send one request on `connection` and read its response to the end; its status."""
+    connection.send(_request_bytes(method, url, body, headers), on_body)
+    await connection.finished
+    return connection.status
 
 
-async def _stream_url(spec: RequestSpec) -> str:
+async def _stream_url(connection: _Connection, spec: RequestSpec) -> str:
     pieces: list[bytes] = []
-    status = await _exchange(spec.method, spec.url, spec.json_body, spec.headers,
+    status = await _exchange(connection, spec.method, spec.url, spec.json_body, spec.headers,
                              lambda body, _now: pieces.append(body))
     if status >= 300:
         raise RuntimeError(f"HTTP {status} from {spec.method} {spec.url}")
@@ -183,13 +189,35 @@ async def _stream_url(spec: RequestSpec) -> str:
 
 async def _one_stream(spec: RequestSpec, tokens: int, tally: _Tally) -> None:
     started = time.time_ns()
+    async with _connected(spec.url) as connection:
+        await _read_stream(connection, spec, tokens, tally, started)
+
+
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[_Connection]:
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    _transport, connection = await loop.create_connection(
+        _Connection, parts.hostname or "127.0.0.1", parts.port or 80
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+async def _read_stream(
+    connection: _Connection, spec: RequestSpec, tokens: int, tally: _Tally, started: int
+) -> None:
     method, url, body = spec.method, spec.url, spec.json_body
     # A token made before it was asked for cannot be late: with `follow`, a token's latency
     # counts from the later of its stamp and the moment the follow request is sent (the
     # generation runs from the POST on; what it made before the GET is replayed at once).
     asked = 0
     if spec.follow:
-        method, url, body = "GET", await _stream_url(spec), None
+        # On the POST's connection, as a browser's EventSource or an HTTP client's pool
+        # takes the idle keep-alive connection to the same origin.
+        method, url, body = "GET", await _stream_url(connection, spec), None
         asked = time.time_ns()
     headers = {"Accept": "text/event-stream", **spec.headers}
     latencies, later = tally.latencies_ns, tally.later_ns
@@ -219,7 +247,7 @@ async def _one_stream(spec: RequestSpec, tokens: int, tally: _Tally) -> None:
         if _DONE in chunk:
             done = True
 
-    status = await _exchange(method, url, body, headers, on_body)
+    status = await _exchange(connection, method, url, body, headers, on_body)
     if status != 200:
         raise RuntimeError(f"HTTP {status} from {method} {spec.url}")
     # The article's Flask relay sends no [DONE]; a complete count is the real test.

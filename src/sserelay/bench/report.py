@@ -250,7 +250,9 @@ def render(
         "measured load, and together cost about 65 µs of CPU per token, which the relay's "
         "share of the two cores is spared (see docs/decisions.md, \"The benchmark's own "
         "processes\"). For /v1/streams (POST starts "
-        "the generation, a GET follows it) the clock of a token starts at the later of its "
+        "the generation, a GET follows it) the GET goes on the POST's connection once its "
+        "answer is read, as a browser's page and an HTTP client's pool send them "
+        "(keep-alive), and the clock of a token starts at the later of its "
         "stamp and the moment the GET is sent: tokens made before anyone asked for them "
         "arrive in the GET's first read, and are not late.",
         "- *Added* latency and time to first token (TTFT) are a target's percentile minus the "
