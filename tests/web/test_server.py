@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import socket
 import subprocess
@@ -14,20 +13,7 @@ import pytest
 import uvicorn
 
 from sserelay.testing.procs import ServerProcess, free_port
-from sserelay.web.server import LISTENERS, _listening_group, _settle_garbage_collector
-
-
-def test_startup_freezes_what_it_made_and_collects_the_young_generation_less_often() -> None:
-    """After start-up the collector no longer scans what start-up made, and collects the
-    young generation every 10,000 allocations (docs/decisions.md, "The garbage collector")."""
-    threshold = gc.get_threshold()
-    try:
-        _settle_garbage_collector()
-        assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (10_000, 10, 10)
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
+from sserelay.web.server import LISTENERS, _listening_group
 
 
 def test_log_records_skip_the_caller_lookup_and_the_thread_and_process_fields() -> None:

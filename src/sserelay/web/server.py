@@ -21,7 +21,6 @@ them with a traceback in the log.
 from __future__ import annotations
 
 import asyncio
-import gc
 import ipaddress
 import logging
 import math
@@ -35,6 +34,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sserelay.settings import Settings
+from sserelay.web import collector
 from sserelay.web.event_stream import ON_GONE_ATTR
 from sserelay.web.shutdown import Shutdown
 
@@ -131,12 +131,14 @@ class _QuietCuts(logging.Filter):
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, listening on a group of sockets where it can (`_listening_group`)
-    and telling the app when a shutdown begins."""
+    """uvicorn's server, listening on a group of sockets where it can (`_listening_group`),
+    telling the app when a shutdown begins, and with the garbage collector set for a
+    long-lived relay (web/collector.py)."""
 
     def __init__(self, config: uvicorn.Config, shutdown: Shutdown) -> None:
         super().__init__(config)
         self.app_shutdown = shutdown
+        self.older_collections = collector.OlderCollections()
         logging.getLogger("uvicorn.error").addFilter(_QuietCuts(shutdown))
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -144,9 +146,11 @@ class GracefulServer(uvicorn.Server):
         await super().startup(sockets if group is None else group)
         if group is not None:  # uvicorn logs this only for sockets it bound itself
             self._log_started_message(group[:1])
-        _settle_garbage_collector()
+        collector.settle()
+        self.older_collections.start()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.older_collections.stop()
         self.app_shutdown.begin()
         await super().shutdown(sockets)
 
@@ -199,17 +203,6 @@ def _listening_group(config: uvicorn.Config) -> list[socket.socket] | None:
         logging.getLogger("uvicorn.error").error(exc)
         sys.exit(STARTUP_FAILURE)
     return group
-
-
-def _settle_garbage_collector() -> None:
-    """Everything made while starting (modules, the app, its routes) lives as long as the
-    process: `freeze` takes it out of the cyclic collector's scans, and collecting the
-    young generation every 10,000 allocations rather than 700 lets a request's short-lived
-    objects die before they are scanned and promoted. Measured (docs/decisions.md, "The
-    garbage collector"): relay CPU for 1,500 two-token streams 927 -> 593 µs per chunk."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
 
 
 def _lean_log_records() -> None:
