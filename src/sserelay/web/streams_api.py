@@ -46,6 +46,14 @@ _OURS = frozenset({"model", "messages", "stream", "disconnect"})
 MAX_TOKENS_CAP = 4096
 
 
+class _Json(JSONResponse):
+    """JSONResponse through orjson: the same compact bytes, without the standard library's
+    encoder (~9 µs of a POST /v1/streams under cProfile, its largest single part)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 async def create_stream(request: Request) -> Response:
     """Start a generation through the gateway (its routes, aliases, key policy, retries and
     usage ledger) and answer where to follow it."""
@@ -86,7 +94,7 @@ async def create_stream(request: Request) -> Response:
     url = f"/v1/streams/{stream_id}"
     # A browser follows with `?ticket=` (EventSource sends no headers; web/tickets.py).
     ticket = request.app.state.tickets.issue(stream_id)
-    return JSONResponse(
+    return _Json(
         {"id": stream_id, "url": url, "ticket": ticket}, status_code=201, headers={"Location": url}
     )
 
@@ -116,9 +124,9 @@ async def stop_stream(request: Request) -> Response:
             404, f"There is no stream {stream_id!r} (or it has expired).", code="stream_not_found"
         )
     if not info.live:
-        return JSONResponse({"id": stream_id, "status": "ended", "ending": str(info.ending)})
+        return _Json({"id": stream_id, "status": "ended", "ending": str(info.ending)})
     await generations.log.request_cancel(stream_id)
-    return JSONResponse({"id": stream_id, "status": "cancelling"}, status_code=202)
+    return _Json({"id": stream_id, "status": "cancelling"}, status_code=202)
 
 
 def _stream_id(request: Request) -> str:
