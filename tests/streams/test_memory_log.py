@@ -65,6 +65,30 @@ def test_tail_pushes_the_catch_up_then_each_append_in_the_appending_call(run: Ru
     run(main())
 
 
+def test_tail_hands_a_catch_up_of_several_entries_to_on_entries_in_one_call(run: Run) -> None:
+    """With `on_entries`, the entries already logged go to it together, after any gap, so a
+    follower can write them at once; a single one, and every later append, to `on_item`."""
+
+    async def main() -> None:
+        log = MemoryStreamLog(max_entries=3)
+        await log.create("s")
+        for payload in (b"a", b"b", b"c", b"d"):
+            await log.append("s", payload)
+        items: list[Any] = []
+        batches: list[tuple[int, list[bytes]]] = []
+        stop = log.tail("s", 0, items.append, lambda first, got: batches.append((first, got)))
+        assert (items, batches) == ([Gap(1, 1)], [(2, [b"b", b"c", b"d"])])
+        await log.append("s", b"e")
+        assert items[-1] == Entry(5, b"e")
+        stop()
+        items.clear()
+        batches.clear()
+        log.tail("s", 4, items.append, lambda first, got: batches.append((first, got)))
+        assert (items, batches) == ([Entry(5, b"e")], [])
+
+    run(main())
+
+
 def test_tail_reports_trimmed_entries_as_a_gap_before_the_rest(run: Run) -> None:
     async def main() -> None:
         log = MemoryStreamLog(max_entries=2)

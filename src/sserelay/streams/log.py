@@ -31,6 +31,7 @@ __all__ = [
     "Gap",
     "LogClosed",
     "LogItem",
+    "OnEntries",
     "StreamEnded",
     "StreamExists",
     "StreamInfo",
@@ -119,6 +120,10 @@ class StreamInfo:
     @property
     def live(self) -> bool:
         return self.ending is None
+
+
+# The catch-up of a pushed follower in one call: the first entry's seq and the payloads.
+OnEntries = Callable[[int, list[bytes]], None]
 
 
 class StreamLogError(Exception):
@@ -211,11 +216,14 @@ class StreamLog(abc.ABC):
         """
 
     def tail(
-        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None]
+        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None],
+        on_entries: OnEntries | None = None,
     ) -> Callable[[], None] | None:
         """`follow`, pushed: hand `on_item` every item after `after` now, then each new one
         in the call that appends it, until `End` or `MOVED` or until the returned function
-        is called. `MOVED`: the rest must be read with `follow`.
+        is called. `MOVED`: the rest must be read with `follow`. With `on_entries`, the
+        entries of the catch-up, when there are several, go to it in one call instead
+        (`on_entries(first_seq, payloads)`).
 
         Synchronous: nothing is appended between the catch-up and the subscription. A log
         that cannot push returns None (the caller follows instead). Raises `UnknownStream`.
@@ -275,15 +283,21 @@ def push_tail(
     last: End | Moved | None,
     listeners: list[Listener],
     on_item: Listener,
+    on_entries: OnEntries | None = None,
 ) -> Callable[[], None]:
     """`StreamLog.tail` over an in-memory copy: `entries` (seq `first` onwards) after
-    `after` now, then `last` if the stream is over, else `on_item` joins `listeners` (to be
-    called by each append) until the returned function is called."""
+    `after` now (several at once to `on_entries`, if given), then `last` if the stream is
+    over, else `on_item` joins `listeners` (to be called by each append) until the returned
+    function is called."""
     if after + 1 < first:  # trimmed before this follower read them
         on_item(Gap(after + 1, first - 1))
         after = first - 1
-    for index in range(after - first + 1, len(entries)):
-        on_item(Entry(first + index, entries[index]))
+    start = after - first + 1
+    if on_entries is not None and len(entries) - start > 1:
+        on_entries(after + 1, [entries[index] for index in range(start, len(entries))])
+    else:
+        for index in range(start, len(entries)):
+            on_item(Entry(first + index, entries[index]))
     if last is not None:
         on_item(last)
         return _nothing

@@ -26,6 +26,7 @@ from .log import (
     LogClosed,
     LogItem,
     Moved,
+    OnEntries,
     StreamEnded,
     StreamExists,
     StreamInfo,
@@ -161,13 +162,15 @@ class MemoryStreamLog(StreamLog):
             await park(stream.waiters)
 
     def tail(
-        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None]
+        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None],
+        on_entries: OnEntries | None = None,
     ) -> Callable[[], None]:
         if after < 0:
             raise ValueError(f"after must be >= 0, got {after}")
         stream = self._get(stream_id)
         last = End(stream.ending, stream.end_payload) if stream.ending is not None else None
-        return push_tail(stream.entries, stream.first_seq, after, last, stream.listeners, on_item)
+        return push_tail(stream.entries, stream.first_seq, after, last, stream.listeners,
+                         on_item, on_entries)  # fmt: skip
 
     def size(self) -> tuple[int, int]:
         """Streams held (live and retained) and their entries, for /metrics."""

@@ -83,6 +83,7 @@ from .log import (
     LogClosed,
     LogItem,
     Moved,
+    OnEntries,
     StreamEnded,
     StreamExists,
     StreamInfo,
@@ -263,10 +264,12 @@ class _Mirror(LogStream):
         for listener in listeners:
             listener(MOVED if end is None else end)
 
-    def tail(self, after: int, on_item: Callable[[LogItem | Moved], None]) -> Callable[[], None]:
+    def tail(self, after: int, on_item: Callable[[LogItem | Moved], None],
+             on_entries: OnEntries | None = None) -> Callable[[], None]:
         """`RedisStreamLog.tail` from this copy: the catch-up now, then each push."""
         last = self.end if self.end is not None else (MOVED if self.gone else None)
-        return push_tail(self.entries, self.first, after, last, self.listeners, on_item)
+        return push_tail(self.entries, self.first, after, last, self.listeners, on_item,
+                         on_entries)  # fmt: skip
 
 
 class _Watch:
@@ -883,7 +886,8 @@ class RedisStreamLog(StreamLog):
                 del self._watches[log_key]
 
     def tail(
-        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None]
+        self, stream_id: str, after: int, on_item: Callable[[LogItem | Moved], None],
+        on_entries: OnEntries | None = None,
     ) -> Callable[[], None] | None:
         # Pushed only on the producing instance, from its own copy; elsewhere: `follow`.
         if after < 0:
@@ -891,7 +895,7 @@ class RedisStreamLog(StreamLog):
         owned = self._owned.get(stream_id)
         if owned is None or self._closed or owned.mirror.gone:
             return None
-        return owned.mirror.tail(after, on_item)
+        return owned.mirror.tail(after, on_item, on_entries)
 
     async def _follow_mirror(
         self, mirror: _Mirror, after: int

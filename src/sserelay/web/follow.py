@@ -110,7 +110,7 @@ async def _push(generations: Generations, stream_id: str, after: int, channel: C
     tail = _Tail(stream_id, after, channel)
     while True:
         tail.stopped = loop.create_future()
-        stop = log.tail(stream_id, tail.pos, tail.on_item)
+        stop = log.tail(stream_id, tail.pos, tail.on_item, tail.on_entries)
         if stop is None:
             async for payload in _payloads(generations, stream_id, tail.pos):
                 if not channel.write(payload):
@@ -143,6 +143,18 @@ class _Tail(EntryTail):
     def __init__(self, stream_id: str, after: int, channel: Channel) -> None:
         super().__init__(b"id: " + stream_id.encode() + b":", channel.write_chunk, Entry, after)
         self._channel = channel
+
+    def on_entries(self, first: int, payloads: list[bytes]) -> None:
+        """The catch-up (entries made before this client came, or while it was not
+        reading) as one HTTP chunk: one write, not one per entry."""
+        prefix = self.prefix
+        self.pos = first + len(payloads) - 1
+        events = b"".join([b"%s%d\n%s" % (prefix, seq, payload)
+                           for seq, payload in enumerate(payloads, first)])  # fmt: skip
+        if not self._channel.write(events):
+            stopped = self.stopped
+            assert stopped is not None  # set before every tail
+            stopped.set_result(None)  # the client is not reading: catch up after a drain
 
     def on_other(self, item: LogItem | Moved) -> None:
         stopped = self.stopped
