@@ -36,52 +36,44 @@ class _Recorder:
         pass
 
 
+async def _followed(channel: _Recorder, before: list[bytes], after: bytes) -> list[bytes]:
+    """What `channel` got: `before` logged before the follower came, `after` once it had
+    subscribed, then the end."""
+    log = MemoryStreamLog()
+    await log.create("s")
+    for payload in before:
+        await log.append("s", payload)
+    pushing = asyncio.create_task(_push(SimpleNamespace(log=log), "s", 0, channel))
+    await asyncio.sleep(0)
+    await log.append("s", after)
+    await log.end("s", Ending.DONE, ENDED_IN_LOG)
+    await pushing
+    return channel.writes
+
+
 def test_a_follower_gets_what_was_logged_before_it_came_in_one_write(run: Run) -> None:
     """Entries made before the client asked (a /v1/streams GET after its POST, a resume)
     go out as one HTTP chunk, one write to the socket, not one per entry; the ones after
     that each in the call that appends them, and the ids run on unbroken."""
-
-    async def main() -> list[bytes]:
-        log = MemoryStreamLog()
-        await log.create("s")
-        for payload in (b"data: a\n\n", b"data: b\n\n", b"data: c\n\n"):
-            await log.append("s", payload)
-        channel = _Recorder()
-        pushing = asyncio.create_task(_push(SimpleNamespace(log=log), "s", 0, channel))
-        await asyncio.sleep(0)
-        await log.append("s", b"data: d\n\n")
-        await log.end("s", Ending.DONE, ENDED_IN_LOG)
-        await pushing
-        return channel.writes
-
-    writes = run(main())
+    before = [b"data: a\n\n", b"data: b\n\n", b"data: c\n\n"]
+    writes = run(_followed(_Recorder(), before, b"data: d\n\n"))
     assert writes == [
         http_chunk(b"id: s:1\ndata: a\n\nid: s:2\ndata: b\n\nid: s:3\ndata: c\n\n"),
         http_chunk(b"id: s:4\ndata: d\n\n"),
     ]
 
 
+class _FullOnce(_Recorder):
+    """A socket whose buffer is full after the first write, until drained."""
+
+    def write_chunk(self, chunk: bytes) -> bool:
+        super().write_chunk(chunk)
+        return len(self.writes) > 1
+
+
 def test_a_catch_up_the_client_cannot_take_yet_is_not_sent_twice(run: Run) -> None:
     """The catch-up's write fills the socket: the follower waits for it to drain and goes on
     after the catch-up's last entry, each entry once, in order."""
-
-    class _FullOnce(_Recorder):
-        def write_chunk(self, chunk: bytes) -> bool:
-            super().write_chunk(chunk)
-            return len(self.writes) > 1
-
-    async def main() -> list[bytes]:
-        log = MemoryStreamLog()
-        await log.create("s")
-        for payload in (b"data: a\n\n", b"data: b\n\n"):
-            await log.append("s", payload)
-        channel = _FullOnce()
-        pushing = asyncio.create_task(_push(SimpleNamespace(log=log), "s", 0, channel))
-        await asyncio.sleep(0)
-        await log.append("s", b"data: c\n\n")
-        await log.end("s", Ending.DONE, ENDED_IN_LOG)
-        await pushing
-        return channel.writes
-
+    writes = run(_followed(_FullOnce(), [b"data: a\n\n", b"data: b\n\n"], b"data: c\n\n"))
     caught_up = http_chunk(b"id: s:1\ndata: a\n\nid: s:2\ndata: b\n\n")
-    assert b"".join(run(main())) == caught_up + http_chunk(b"id: s:3\ndata: c\n\n")
+    assert b"".join(writes) == caught_up + http_chunk(b"id: s:3\ndata: c\n\n")
