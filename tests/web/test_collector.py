@@ -94,3 +94,42 @@ def test_a_stopped_timer_collects_nothing(run: Run[None]) -> None:
     with _collections() as seen:
         run(stopped())
     assert seen == [0]
+
+
+def test_the_server_collects_the_older_generation_on_its_timer_while_it_serves(
+    run: Run[None],
+) -> None:
+    """`sserelay serve`'s server settles the collector and starts the timer when it starts,
+    and stops the timer when it shuts down (web/server.py)."""
+    import uvicorn
+
+    from sserelay.relay.generation import Generations
+    from sserelay.streams import MemoryStreamLog
+    from sserelay.web.server import GracefulServer
+    from sserelay.web.shutdown import Shutdown
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # never called
+        raise AssertionError("no request is made")
+
+    async def serve_then_stop() -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off",
+                                log_config=None)
+        config.load()
+        server = GracefulServer(config, Shutdown(1.0, Generations(MemoryStreamLog())))
+        server.older_collections = collector.OlderCollections(interval=0.01)
+        serving = asyncio.ensure_future(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.005)
+        assert gc.get_threshold()[0] == collector.YOUNG_THRESHOLD
+        gc.collect(0)  # a young collection: the next tick collects generation 1
+        await asyncio.sleep(0.05)
+        server.should_exit = True
+        await serving
+        gc.collect(0)  # after shutdown the timer is stopped: no tick collects again
+        await asyncio.sleep(0.05)
+
+    with _collections() as seen:
+        run(serve_then_stop())
+    # settle()'s full collection, the test's young one and the timer's tick; then the young
+    # one after shutdown, and nothing more.
+    assert seen == [2, 0, 1, 0]
