@@ -112,8 +112,7 @@ def test_the_server_collects_the_older_generation_on_its_timer_while_it_serves(
         raise AssertionError("no request is made")
 
     async def serve_then_stop() -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off",
-                                log_config=None)
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
         config.load()
         server = GracefulServer(config, Shutdown(1.0, Generations(MemoryStreamLog())))
         server.older_collections = collector.OlderCollections(interval=0.01)
