@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from sserelay.testing.procs import ServerProcess, free_port
+from sserelay.web.descriptors import DESCRIPTOR_TABLE
 from sserelay.web.server import LISTENERS, _listening_group
 
 
@@ -67,6 +68,23 @@ def test_the_server_accepts_on_a_group_of_sockets_so_a_burst_is_not_taken_one_a_
     with httpx.Client(base_url=relay.url, timeout=30) as client:
         for _ in range(3):  # new connections land on any of them, all served
             assert client.get("/simple", headers={"Connection": "close"}).status_code == 200
+
+
+def _proc_field(pid: int, name: str, line_start: str) -> str:
+    with open(f"/proc/{pid}/{name}", encoding="ascii") as lines:
+        return next(line for line in lines if line.startswith(line_start))
+
+
+def test_the_server_grows_its_descriptor_table_once_at_start(relay: ServerProcess) -> None:
+    """The relay's descriptor table is as large as its limit allows (up to DESCRIPTOR_TABLE)
+    from the start, so that no burst of connections makes the kernel grow it: in a process
+    with threads each growth waits for an RCU grace period, 10-20 ms with the event loop
+    blocked (docs/decisions.md, "The descriptor table, grown once")."""
+    table = int(_proc_field(relay.proc.pid, "status", "FDSize:").split()[1])
+    soft = _proc_field(relay.proc.pid, "limits", "Max open files").split()[3]
+    wanted = DESCRIPTOR_TABLE if soft == "unlimited" else min(int(soft), DESCRIPTOR_TABLE)
+    assert wanted > 256  # more than a new process's table: the test can tell
+    assert table >= wanted
 
 
 def test_a_second_server_on_a_port_in_use_fails_and_says_so(relay: ServerProcess) -> None:

@@ -36,6 +36,7 @@ from sserelay.testing.fake_upstream import (
     error_body,
     plan_reply,
 )
+from sserelay.web.descriptors import reserve_descriptors
 
 __all__ = ["StampedUpstream", "main"]
 
@@ -240,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
+    # As the relay does: 500 streams starting together must not wait for the table to grow
+    # (this process has libuv's threads too).
+    reserve_descriptors()
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(StampedUpstream().serve(args.host, args.port))
 

@@ -35,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sserelay.settings import Settings
 from sserelay.web import collector
+from sserelay.web.descriptors import reserve_descriptors
 from sserelay.web.event_stream import ON_GONE_ATTR
 from sserelay.web.shutdown import Shutdown
 
@@ -218,6 +219,7 @@ def _lean_log_records() -> None:
 
 def serve(app: Starlette, settings: Settings, **options: Any) -> None:
     """Run `app` (from `create_app`) until SIGTERM or Ctrl-C; `options` go to uvicorn."""
+    reserve_descriptors()
     _lean_log_records()
     config = uvicorn.Config(
         app,
