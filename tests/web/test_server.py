@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import uvicorn
 from sserelay.testing.procs import ServerProcess, free_port
 from sserelay.web.descriptors import DESCRIPTOR_TABLE
 from sserelay.web.server import LISTENERS, _listening_group
+from tests.conftest import Upstream, start_relay
 
 
 def test_log_records_skip_the_caller_lookup_and_the_thread_and_process_fields() -> None:
@@ -75,15 +77,24 @@ def _proc_field(pid: int, name: str, line_start: str) -> str:
         return next(line for line in lines if line.startswith(line_start))
 
 
-def test_the_server_grows_its_descriptor_table_once_at_start(relay: ServerProcess) -> None:
-    """The relay's descriptor table is as large as its limit allows (up to DESCRIPTOR_TABLE)
-    from the start, so that no burst of connections makes the kernel grow it: in a process
-    with threads each growth waits for an RCU grace period, 10-20 ms with the event loop
-    blocked (docs/decisions.md, "The descriptor table, grown once")."""
-    table = int(_proc_field(relay.proc.pid, "status", "FDSize:").split()[1])
-    soft = _proc_field(relay.proc.pid, "limits", "Max open files").split()[3]
-    wanted = DESCRIPTOR_TABLE if soft == "unlimited" else min(int(soft), DESCRIPTOR_TABLE)
-    assert wanted > 256  # more than a new process's table: the test can tell
+def test_the_server_raises_its_open_file_limit_and_sizes_its_descriptor_table_at_start(
+    upstream: Upstream,
+) -> None:
+    """Started with a soft limit of 1,024 open files, the relay raises it to the hard limit
+    (two sockets a stream: 1,024 would hold ~500 streams), and its descriptor table is as
+    large as that allows, up to DESCRIPTOR_TABLE, from the start: no burst of connections
+    makes the kernel grow it, which in a process with threads blocks the event loop for an
+    RCU grace period (docs/decisions.md, "The descriptor table, grown once")."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    relay = start_relay(upstream.url)
+    relay.argv = ["prlimit", f"--nofile=1024:{limit}", *relay.argv]
+    with relay:
+        limits = _proc_field(relay.proc.pid, "limits", "Max open files").split()
+        table = int(_proc_field(relay.proc.pid, "status", "FDSize:").split()[1])
+    assert limits[3] == limits[4] == limit
+    wanted = DESCRIPTOR_TABLE if hard == resource.RLIM_INFINITY else min(hard, DESCRIPTOR_TABLE)
+    assert wanted > 1024  # more than the soft limit it started with: the test can tell
     assert table >= wanted
 
 

@@ -9,6 +9,10 @@ for 10-20 ms, every stream with it, each time 500 streams starting together cros
 512 and 1024 descriptors (docs/decisions.md, "The descriptor table, grown once"). The table
 never shrinks, so growing it before any of that costs one copy and nothing after.
 
+The soft limit on open files is raised to the hard one first, as Go's runtime does for
+every program: the common soft default, 1,024, would hold ~500 streams, and a relay at the
+limit fails new connections however much memory it has left.
+
 The Flask and Django integrations leave it alone: the process is theirs.
 """
 
@@ -28,8 +32,15 @@ _NEW_PROCESS_TABLE = 64
 
 
 def reserve_descriptors(size: int = DESCRIPTOR_TABLE) -> None:
-    """Grow the descriptor table to `size` entries, or to the process's limit if lower."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    """Raise the soft limit on open files to the hard one, then grow the descriptor table
+    to `size` entries, or to that limit if lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):  # e.g. a hard limit above the kernel's nr_open
+            pass
     top = size if soft == resource.RLIM_INFINITY else min(soft, size)
     if top <= _NEW_PROCESS_TABLE:
         return
