@@ -246,32 +246,6 @@ def test_appends_nobody_follows_elsewhere_reach_redis_within_the_unfollowed_wind
     run(main())
 
 
-def test_enough_unfollowed_appends_are_sent_without_waiting_for_the_window(
-    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
-) -> None:
-    """Unfollowed appends wait for their window (here 60 s) only while fewer than
-    `unfollowed_flush_entries` are queued: the one that makes that many brings the flush,
-    so no flush carries more (a large one held every stream's chunks while Redis ran it)."""
-
-    async def main() -> tuple[int, int]:
-        options: dict[str, Any] = {"lease_ttl": 120.0, "unfollowed_flush_interval": 60.0,
-                                   "unfollowed_flush_entries": 4}
-        async with redis_log(**options) as log, Redis.from_url(redis_server.url) as raw:
-            stream_id = new_stream_id()
-            await log.create(stream_id)
-            for payload in (b"1", b"2", b"3"):
-                await log.append(stream_id, payload)
-            await asyncio.sleep(0.3)
-            waiting = await raw.xlen(f"{log.prefix}{{{stream_id}}}:log")
-            await log.append(stream_id, b"4")
-            await stored(raw, log, stream_id, 4)
-            sent = await raw.xlen(f"{log.prefix}{{{stream_id}}}:log")
-            await log.end(stream_id, Ending.DONE)
-            return waiting, sent
-
-    assert run(main()) == (0, 4)
-
-
 def test_a_follower_elsewhere_gets_entries_without_waiting_for_the_unfollowed_window(
     redis_log: MakeRedisLog, run: Run
 ) -> None:

@@ -24,16 +24,12 @@ How soon a flush comes depends on who reads the stream. Followers on the produci
 read its own copy, never Redis; so while no other instance follows a stream, Redis holds only
 what outlives the producer, and its entries wait up to ``unfollowed_flush_interval`` (50 ms),
 or less when something else wakes the writer (a create, an end, a lease renewal, an entry
-of a followed stream), or when ``unfollowed_flush_entries`` (128) such entries are queued:
-a flush of 500 streams' 50 ms held every stream's chunks for 2-6 ms while Redis ran it
-(docs/decisions.md, "The Redis log's flush, bounded in entries"). The first follower on
-another instance tells the producer through its wake-up stream (``_TELL``; the lease
-renewal reads the same flag from the hash, should that message be missed), and from then on
-the stream's entries go out within ``flush_interval`` (2 ms). At 100 streams x 50 tok/s the
-window made that ~20 round trips a second instead of ~500, and the relay's CPU per chunk
-fell from ~35 µs to ~25 (docs/decisions.md, "The Redis log's flush window"); the bound on
-entries makes it ~40. The producing instance
-answers ``status`` of its live streams itself.
+of a followed stream). The first follower on another instance tells the producer through its
+wake-up stream (``_TELL``; the lease renewal reads the same flag from the hash, should that
+message be missed), and from then on the stream's entries go out within ``flush_interval``
+(2 ms). At 100 streams x 50 tok/s that is ~20 round trips a second instead of ~500: the
+relay's CPU per chunk fell from ~35 µs to ~25 (docs/decisions.md, "The Redis log's flush
+window"). The producing instance answers ``status`` of its live streams itself.
 
 The end is the entry ``1-0``: it sorts after every data entry, so followers reading with XREAD
 see it in order and are woken by it like by data; and once it exists Redis rejects any
@@ -337,7 +333,6 @@ class RedisStreamLog(StreamLog):
         high_water: int = 100_000,
         flush_interval: float = 0.002,
         unfollowed_flush_interval: float = 0.05,
-        unfollowed_flush_entries: int = 128,
     ) -> None:
         if max_entries < 1 or lease_ttl <= 0 or retention < 0:
             raise ValueError("need max_entries >= 1, lease_ttl > 0, retention >= 0")
@@ -351,10 +346,6 @@ class RedisStreamLog(StreamLog):
         # No longer window for unfollowed streams: every stream's appends wake the writer.
         self._all_prompt = self.unfollowed_flush_interval <= flush_interval
         self._lazy: asyncio.TimerHandle | None = None  # the flush of unfollowed appends
-        # Unfollowed appends queued since the writer last took its batch, and how many of
-        # them bring the flush forward.
-        self._lazy_queued = 0
-        self.unfollowed_flush_entries = max(1, unfollowed_flush_entries)
         self._write_conn: AbstractConnection | None = None  # the writer's own (_pipeline)
         self._write_timeout: float | None = None
         self._lease_ms = max(1, round(lease_ttl * 1000))
@@ -586,13 +577,8 @@ class RedisStreamLog(StreamLog):
         self._dirty[owned.stream_id] = owned
         if owned.prompt:
             self._work.set()
-        else:
-            self._lazy_queued += 1
-            if self._lazy_queued >= self.unfollowed_flush_entries:
-                self._work.set()  # enough for one flush: a larger one stalls every stream
-            elif self._lazy is None:  # by then the writer sends it, with whatever is queued
-                self._lazy = self._loop.call_later(self.unfollowed_flush_interval,
-                                                   self._lazy_due)  # fmt: skip
+        elif self._lazy is None:  # by then the writer sends it, with whatever is queued
+            self._lazy = self._loop.call_later(self.unfollowed_flush_interval, self._lazy_due)
         self._queued += 1
         owned.mirror.append(payload)  # last: its pushed followers write to their clients now
         return seq
@@ -680,10 +666,6 @@ class RedisStreamLog(StreamLog):
                 creating, self._creating = self._creating, []
                 await self._create(creating)
             batch, self._dirty = self._dirty, {}
-            self._lazy_queued = 0
-            if self._lazy is not None:  # what it was for goes now; later appends set another
-                self._lazy.cancel()
-                self._lazy = None
             renew = [o for o in self._owned.values() if not o.ended] if self._renew_due else []
             self._renew_due = False
             if batch or renew:
