@@ -208,6 +208,35 @@ def test_a_connection_is_reused_after_a_response_read_to_its_end() -> None:
     run(main())
 
 
+def test_the_connections_of_a_burst_of_streams_are_all_kept_for_the_next_burst() -> None:
+    """200 concurrent streams, then 200 more: the second burst reuses every connection of
+    the first instead of connecting again (a burst's connections are kept idle, not 64)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await _read_request(reader)
+            writer.write(_STREAM_HEAD + _chunked(b"data: [DONE]\n\n"))
+            await writer.drain()
+
+    async def burst(pool: H1Pool, url: str, streams: int) -> None:
+        responses = await asyncio.gather(
+            *(pool.request("POST", url, {}, b"{}") for _ in range(streams))
+        )
+        for response in responses:  # all open at once, then read to their ends
+            assert await response.read_body(1000) == b"data: [DONE]\n\n"
+            response.close()
+
+    async def main() -> None:
+        async with Server(handler) as server:
+            pool = H1Pool()
+            await burst(pool, server.url, 200)
+            await burst(pool, server.url, 200)
+            assert server.connections == 200
+            await pool.aclose()
+
+    run(main())
+
+
 def test_a_response_abandoned_mid_body_closes_its_connection() -> None:
     seen: list[asyncio.Event] = []
 
