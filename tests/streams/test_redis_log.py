@@ -300,6 +300,30 @@ def test_the_lease_renewal_reads_a_cancel_whose_message_was_lost(
     assert heard == [cancelled]
 
 
+def test_the_lease_renewal_reads_a_followed_flag_whose_message_was_lost(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """A follower elsewhere sets `followed` and tells the producer; should that message be
+    missed, the producer's next lease renewal reads the flag, and from then on the stream's
+    entries go out within `flush_interval` instead of the unfollowed window."""
+
+    async def main() -> tuple[bool, bool]:
+        options: dict[str, Any] = {"lease_ttl": 0.3, "unfollowed_flush_interval": 60.0}
+        async with redis_log(**options) as producer, Redis.from_url(redis_server.url) as raw:
+            stream_id = new_stream_id()
+            await producer.create(stream_id)
+            owned = producer._owned[stream_id]
+            before = owned.prompt
+            await raw.hset(f"{producer.prefix}{{{stream_id}}}:meta", "followed", "1")
+            async with asyncio.timeout(10):  # renewals every 0.1 s
+                while not owned.prompt:
+                    await asyncio.sleep(0.02)
+            await producer.end(stream_id, Ending.DONE)
+            return before, owned.prompt
+
+    assert run(main()) == (False, True)
+
+
 def test_a_fresh_create_produces_at_once_and_its_entries_land_after_it(
     redis_log: MakeRedisLog, run: Run
 ) -> None:
