@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from sserelay.testing.procs import ServerProcess, free_port
-from sserelay.web.descriptors import DESCRIPTOR_TABLE
+from sserelay.web.descriptors import DESCRIPTOR_TABLE, reserve_descriptors
 from sserelay.web.server import LISTENERS, _listening_group
 from tests.conftest import Upstream, start_relay
 
@@ -96,6 +96,15 @@ def test_the_server_raises_its_open_file_limit_and_sizes_its_descriptor_table_at
     wanted = DESCRIPTOR_TABLE if hard == resource.RLIM_INFINITY else min(hard, DESCRIPTOR_TABLE)
     assert wanted > 1024  # more than the soft limit it started with: the test can tell
     assert table >= wanted
+
+
+def test_growing_the_descriptor_table_without_a_stderr_is_skipped_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a launcher that gives the process no stderr (pythonw, some service managers)
+    `serve` still starts; the table then grows as the kernel needs it."""
+    monkeypatch.setattr(sys, "stderr", None)
+    reserve_descriptors(size=128)
 
 
 def test_a_second_server_on_a_port_in_use_fails_and_says_so(relay: ServerProcess) -> None:

@@ -48,6 +48,6 @@ def reserve_descriptors(size: int = DESCRIPTOR_TABLE) -> None:
     # in use; the copy is closed at once and the table stays as large.
     try:
         spare = fcntl.fcntl(sys.stderr.fileno(), fcntl.F_DUPFD_CLOEXEC, top - 1)
-    except (OSError, ValueError):  # no stderr, or nothing free below the limit
+    except (OSError, ValueError, AttributeError):  # no stderr, nothing free below the limit
         return
     os.close(spare)
