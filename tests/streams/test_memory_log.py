@@ -65,15 +65,21 @@ def test_tail_pushes_the_catch_up_then_each_append_in_the_appending_call(run: Ru
     run(main())
 
 
+async def _four_entries(max_entries: int) -> MemoryStreamLog:
+    """A log keeping `max_entries`, with stream "s" of entries a, b, c, d appended."""
+    log = MemoryStreamLog(max_entries=max_entries)
+    await log.create("s")
+    for payload in (b"a", b"b", b"c", b"d"):
+        await log.append("s", payload)
+    return log
+
+
 def test_tail_hands_a_catch_up_of_several_entries_to_on_entries_in_one_call(run: Run) -> None:
     """With `on_entries`, the entries already logged go to it together, after any gap, so a
     follower can write them at once; a single one, and every later append, to `on_item`."""
 
     async def main() -> None:
-        log = MemoryStreamLog(max_entries=3)
-        await log.create("s")
-        for payload in (b"a", b"b", b"c", b"d"):
-            await log.append("s", payload)
+        log = await _four_entries(max_entries=3)
         items: list[Any] = []
         batches: list[tuple[int, list[bytes]]] = []
         stop = log.tail("s", 0, items.append, lambda first, got: batches.append((first, got)))
@@ -91,10 +97,7 @@ def test_tail_hands_a_catch_up_of_several_entries_to_on_entries_in_one_call(run:
 
 def test_tail_reports_trimmed_entries_as_a_gap_before_the_rest(run: Run) -> None:
     async def main() -> None:
-        log = MemoryStreamLog(max_entries=2)
-        await log.create("s")
-        for payload in (b"a", b"b", b"c", b"d"):
-            await log.append("s", payload)
+        log = await _four_entries(max_entries=2)
         got: list[Any] = []
         log.tail("s", 0, got.append)
         assert got == [Gap(1, 2), Entry(3, b"c"), Entry(4, b"d")]

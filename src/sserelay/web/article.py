@@ -198,8 +198,7 @@ def _opening(stream: UpstreamStream) -> tuple[asyncio.Future[object], asyncio.Fu
         try:
             return await stream.__aenter__()
         finally:
-            if not answered.done():
-                answered.set_result(None)
+            _resolve(answered)
 
     return asyncio.ensure_future(open_stream()), answered
 
