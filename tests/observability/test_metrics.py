@@ -7,6 +7,7 @@ import contextlib
 
 import httpx
 import openai
+import pytest
 
 from sserelay.observability.metrics import Metrics
 from tests.gateway.conftest import wait_for
@@ -123,3 +124,48 @@ def test_remembered_children_count_into_their_own_series() -> None:
     rendered = metrics.render().decode()
     assert 'sserelay_tokens_total{key="k1",kind="prompt",model="m"} 5.0' in rendered
     assert 'sserelay_tokens_total{key="k2",kind="prompt",model="m"} 7.0' in rendered
+
+
+def test_histogram_counts_a_value_on_a_bound_in_that_bound_and_renders_cumulative() -> None:
+    """Prometheus' `le` is "less than or equal": 0.05 counts in le="0.05"; the rendered
+    buckets are cumulative, +Inf is the count, and the sum is the values' sum."""
+    metrics = Metrics()
+    series = metrics.child(metrics.first_token, "chat")
+    series.observe(0.05)
+    series.observe_all([0.01, 0.3, 120.0])
+    rendered = metrics.render().decode()
+    name = "sserelay_time_to_first_token_seconds"
+    assert f'{name}_bucket{{api="chat",le="0.025"}} 1.0' in rendered
+    assert f'{name}_bucket{{api="chat",le="0.05"}} 2.0' in rendered
+    assert f'{name}_bucket{{api="chat",le="0.25"}} 2.0' in rendered
+    assert f'{name}_bucket{{api="chat",le="0.5"}} 3.0' in rendered
+    assert f'{name}_bucket{{api="chat",le="60.0"}} 3.0' in rendered
+    assert f'{name}_bucket{{api="chat",le="+Inf"}} 4.0' in rendered
+    assert f'{name}_count{{api="chat"}} 4.0' in rendered
+    assert f'{name}_sum{{api="chat"}} 120.36' in rendered
+
+
+def test_counters_refuse_to_go_down_and_wrong_label_counts() -> None:
+    """A counter only goes up, and a series needs exactly its metric's labels: both are
+    errors in the code that counts, said at once."""
+    metrics = Metrics()
+    with pytest.raises(ValueError, match="only goes up"):
+        metrics.child(metrics.requests, "200").inc(-1)
+    with pytest.raises(ValueError, match="takes the labels"):
+        metrics.child(metrics.streams_ended, "chat")
+
+
+def test_metrics_without_labels_are_scraped_at_zero_before_they_move() -> None:
+    """A fresh relay already shows its unlabelled series, so a dashboard sees 0, not
+    nothing; the active-streams gauge goes both ways."""
+    metrics = Metrics()
+    rendered = metrics.render().decode()
+    assert "sserelay_replays_total 0.0" in rendered
+    assert "sserelay_active_streams 0.0" in rendered
+    metrics.active_streams.inc()
+    metrics.active_streams.inc()
+    metrics.active_streams.dec()
+    metrics.replays.inc()
+    rendered = metrics.render().decode()
+    assert "sserelay_active_streams 1.0" in rendered
+    assert "sserelay_replays_total 1.0" in rendered
