@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -95,8 +96,9 @@ def test_database_is_shared_with_another_connection(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_a_repeated_lookup_is_answered_without_reading_the_keys_table(store: KeyStore) -> None:
-    """The second lookup of a key (the endpoint after the guard) reads no key row again."""
+def test_a_repeated_lookup_is_answered_without_any_sql(store: KeyStore) -> None:
+    """The second lookup of a key (the next request) runs no statement at all: not the
+    key row, not even a check of the file's version."""
     _, secret = store.create("app")
     assert store.authenticate(secret) is not None and store.has_live_keys()
     statements: list[str] = []
@@ -106,7 +108,7 @@ def test_a_repeated_lookup_is_answered_without_reading_the_keys_table(store: Key
         assert store.authenticate(secret) is not None and store.has_live_keys()
     finally:
         conn.set_trace_callback(None)
-    assert statements and not [s for s in statements if "FROM keys" in s]
+    assert statements == []
 
 
 def test_revocation_by_another_process_is_seen_by_the_next_lookup(tmp_path: Path) -> None:
@@ -134,8 +136,43 @@ def test_a_key_created_by_another_process_after_a_miss_authenticates(tmp_path: P
 
 
 def test_revocation_through_the_same_connection_is_seen_at_once(store: KeyStore) -> None:
-    """The server's own writes (no data_version change for itself) also clear the cache."""
+    """The server's own writes (its connection's changes) also clear the cache."""
     _, secret = store.create("app")
     assert store.authenticate(secret) is not None
     KeyStore(store.db).revoke("app")
     assert store.authenticate(secret) is None and not store.has_live_keys()
+
+
+def test_usage_rows_committed_meanwhile_keep_the_remembered_keys(tmp_path: Path) -> None:
+    """The usage ledger writes to the same file through its own connection, up to ten
+    times a second: its commits are not key changes, and the next lookup still runs no
+    SQL."""
+    path = tmp_path / "shared.sqlite3"
+    server = KeyStore(Database(path))
+    _, secret = server.create("app")
+    assert server.authenticate(secret) is not None and server.has_live_keys()
+    ledger = sqlite3.connect(path, isolation_level=None)
+    ledger.execute("CREATE TABLE IF NOT EXISTS other (n INTEGER)")
+    ledger.execute("INSERT INTO other VALUES (1)")
+    ledger.close()
+    statements: list[str] = []
+    conn = server.db.writer()
+    conn.set_trace_callback(statements.append)
+    try:
+        assert server.authenticate(secret) is not None and server.has_live_keys()
+    finally:
+        conn.set_trace_callback(None)
+    assert statements == []
+
+
+def test_a_key_change_is_seen_when_the_changes_file_was_removed(tmp_path: Path) -> None:
+    """Deleting the changes file (a clean-up, a restore) counts as a change: the next
+    lookup reads the keys again rather than trusting what it remembered."""
+    path = tmp_path / "shared.sqlite3"
+    server = KeyStore(Database(path))
+    cli = KeyStore(Database(path))
+    _, secret = cli.create("app")
+    assert server.authenticate(secret) is not None
+    os.remove(server.changes_path)
+    Database(path).writer().execute("UPDATE keys SET revoked_at = 1")
+    assert server.authenticate(secret) is None
