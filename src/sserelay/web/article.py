@@ -31,6 +31,7 @@ from sserelay.upstream.errors import UpstreamError
 from sserelay.upstream.openai_client import OpenAIUpstream, UpstreamStream
 from sserelay.web.errors import RequestError
 from sserelay.web.follow import follow_response, requested_resume, resume_response
+from sserelay.web.guard import PARSED_BODY_KEY
 from sserelay.web.query import query_params
 
 _END_MARKER = END_MARKER.encode()  # model text that must go as two events (text_events)
@@ -56,15 +57,31 @@ async def completions_chat_post(request: Request) -> Response:
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
     """The request's JSON object, read up to `limit` bytes; a 4xx in words otherwise."""
-    check_json_headers(
-        request.headers.get("content-type", ""), request.headers.get("content-length"), limit
-    )
+    return (await read_json_body_sized(request, limit))[0]
+
+
+async def read_json_body_sized(request: Request, limit: int) -> tuple[dict[str, Any], int]:
+    """`read_json_body`, and the body's size in bytes. A body the guard has read and parsed
+    (web/guard.py) is taken from there, not parsed again."""
+    content_type, content_length = "", None
+    for name, value in request.scope["headers"]:  # one pass; Starlette's lookup of an
+        if name == b"content-type":  # absent header raises and catches a KeyError
+            content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            content_length = value.decode("latin-1")
+    check_json_headers(content_type, content_length, limit)
+    parsed: tuple[int, dict[str, Any]] | None = request.scope.get(PARSED_BODY_KEY)
+    if parsed is not None:
+        size, body = parsed
+        if size > limit:
+            raise body_too_large(limit)
+        return body, size
     raw = bytearray()
     async for part in request.stream():
         raw += part
         if len(raw) > limit:
             raise body_too_large(limit)
-    return parse_json_object(raw)
+    return parse_json_object(raw), len(raw)
 
 
 # The request rules below take plain values, not a Starlette request, so the Flask and Django

@@ -42,6 +42,9 @@ from sserelay.web.tickets import TicketSigner
 __all__ = ["RULES", "Guard", "RouteRules", "guard_routes"]
 
 BodyKind = Literal["article", "gateway"]
+# Where the guard leaves a JSON object body it has read and parsed, with its size in bytes,
+# so the endpoint does not parse it again (web/article.py, `read_json_body`).
+PARSED_BODY_KEY = "sserelay.parsed_body"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,20 +213,26 @@ async def _read_body(
             408, f"The request body did not arrive within {settings.body_timeout:g} s.",
             "request_timeout", close=True,
         ) from None
-    _check_prompt(bytes(body), settings, kind)
-    return bytes(body)
+    whole = bytes(body)
+    parsed = _check_prompt(whole, settings, kind)
+    if parsed is not None:
+        scope[PARSED_BODY_KEY] = (len(whole), parsed)
+    return whole
 
 
-def _check_prompt(body: bytes, settings: Settings, kind: BodyKind) -> None:
+def _check_prompt(body: bytes, settings: Settings, kind: BodyKind) -> dict[str, Any] | None:
+    """The size checks on a JSON object's prompt; the object, parsed (None: not one)."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return  # the endpoint says what is wrong with it, in its own words
-    if isinstance(parsed, dict):
-        max_chars = (
-            settings.max_prompt_chars if kind == "article" else settings.max_gateway_prompt_chars
-        )
-        check_prompt_size(parsed, max_messages=settings.max_messages, max_chars=max_chars)
+        return None  # the endpoint says what is wrong with it, in its own words
+    if not isinstance(parsed, dict):
+        return None
+    max_chars = (
+        settings.max_prompt_chars if kind == "article" else settings.max_gateway_prompt_chars
+    )
+    check_prompt_size(parsed, max_messages=settings.max_messages, max_chars=max_chars)
+    return parsed
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -24,7 +24,7 @@ from sserelay.relay.chat_stream import CHAT, CHAT_COMPLETIONS, ChatPayloads
 from sserelay.relay.generation import Generations, Outcome, Policy
 from sserelay.settings import Settings
 from sserelay.streams import parse_event_id, validate_stream_id
-from sserelay.web.article import disconnect_policy, read_json_body, validate_messages
+from sserelay.web.article import disconnect_policy, read_json_body_sized, validate_messages
 from sserelay.web.errors import RequestError
 from sserelay.web.follow import follow_response, requested_resume, resume_response
 
@@ -56,7 +56,7 @@ async def create_stream(request: Request) -> Response:
         key = authenticate(request, gateway.keys)
     except GatewayError as exc:
         raise RequestError(exc.status, exc.message, exc.code) from None
-    body = await read_json_body(request, settings.max_body_bytes)
+    body, body_bytes = await read_json_body_sized(request, settings.max_body_bytes)
     if "messages" not in body:
         raise RequestError(400, 'The JSON body needs a "messages" list, as for chat completions.')
     messages = validate_messages(body["messages"], settings.max_prompt_chars)
@@ -75,7 +75,7 @@ async def create_stream(request: Request) -> Response:
     if policy not in ("cancel", "continue", "drain"):
         raise RequestError(400, '"disconnect" must be one of cancel, continue, drain.')
     try:
-        opened = await gateway.open_stream(key, "chat", request_body, len(orjson.dumps(body)))
+        opened = await gateway.open_stream(key, "chat", request_body, body_bytes)
     except GatewayError as exc:
         raise RequestError(exc.status, exc.message, exc.code) from None
 
@@ -98,7 +98,9 @@ async def follow_stream(request: Request) -> Response:
         parsed = parse_event_id(last_event_id)
         if parsed is not None and parsed[0] == stream_id:
             return await resume_response(generations, last_event_id, settings.heartbeat)
-    if await generations.log.status(stream_id) is None:
+    # A generation running here has its stream in the log: no need to ask the log (for
+    # Redis, a round trip).
+    if not generations.producing(stream_id) and await generations.log.status(stream_id) is None:
         raise RequestError(
             404, f"There is no stream {stream_id!r} (or it has expired).", code="stream_not_found"
         )
