@@ -101,14 +101,7 @@ def test_a_repeated_lookup_is_answered_without_any_sql(store: KeyStore) -> None:
     key row, not even a check of the file's version."""
     _, secret = store.create("app")
     assert store.authenticate(secret) is not None and store.has_live_keys()
-    statements: list[str] = []
-    conn = store.db.writer()
-    conn.set_trace_callback(statements.append)
-    try:
-        assert store.authenticate(secret) is not None and store.has_live_keys()
-    finally:
-        conn.set_trace_callback(None)
-    assert statements == []
+    assert _sql_of_a_lookup(store, secret) == []
 
 
 def test_revocation_by_another_process_is_seen_by_the_next_lookup(tmp_path: Path) -> None:
@@ -155,14 +148,7 @@ def test_usage_rows_committed_meanwhile_keep_the_remembered_keys(tmp_path: Path)
     ledger.execute("CREATE TABLE IF NOT EXISTS other (n INTEGER)")
     ledger.execute("INSERT INTO other VALUES (1)")
     ledger.close()
-    statements: list[str] = []
-    conn = server.db.writer()
-    conn.set_trace_callback(statements.append)
-    try:
-        assert server.authenticate(secret) is not None and server.has_live_keys()
-    finally:
-        conn.set_trace_callback(None)
-    assert statements == []
+    assert _sql_of_a_lookup(server, secret) == []
 
 
 def test_a_key_change_is_seen_when_the_changes_file_was_removed(tmp_path: Path) -> None:
@@ -176,3 +162,16 @@ def test_a_key_change_is_seen_when_the_changes_file_was_removed(tmp_path: Path) 
     os.remove(server.changes_path)
     Database(path).writer().execute("UPDATE keys SET revoked_at = 1")
     assert server.authenticate(secret) is None
+
+
+def _sql_of_a_lookup(store: KeyStore, secret: str) -> list[str]:
+    """The statements one lookup of `secret` (and of whether live keys exist) runs; the key
+    must be found."""
+    statements: list[str] = []
+    conn = store.db.writer()
+    conn.set_trace_callback(statements.append)
+    try:
+        assert store.authenticate(secret) is not None and store.has_live_keys()
+    finally:
+        conn.set_trace_callback(None)
+    return statements

@@ -115,12 +115,12 @@ def test_metrics_need_no_key_and_say_their_format(observed: Observed) -> None:
     assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
 
 
-def test_remembered_children_count_into_their_own_series() -> None:
-    """`Metrics.child` hands back the registered child for its labels, one per label set."""
+def test_labels_count_into_one_series_per_label_values() -> None:
+    """`labels()` hands back the one series of its label values, however often asked."""
     metrics = Metrics()
-    metrics.child(metrics.tokens, "k1", "m", "prompt").inc(2)
-    metrics.child(metrics.tokens, "k1", "m", "prompt").inc(3)
-    metrics.child(metrics.tokens, "k2", "m", "prompt").inc(7)
+    metrics.tokens.labels("k1", "m", "prompt").inc(2)
+    metrics.tokens.labels("k1", "m", "prompt").inc(3)
+    metrics.tokens.labels("k2", "m", "prompt").inc(7)
     rendered = metrics.render().decode()
     assert 'sserelay_tokens_total{key="k1",kind="prompt",model="m"} 5.0' in rendered
     assert 'sserelay_tokens_total{key="k2",kind="prompt",model="m"} 7.0' in rendered
@@ -130,7 +130,7 @@ def test_histogram_counts_a_value_on_a_bound_in_that_bound_and_renders_cumulativ
     """Prometheus' `le` is "less than or equal": 0.05 counts in le="0.05"; the rendered
     buckets are cumulative, +Inf is the count, and the sum is the values' sum."""
     metrics = Metrics()
-    series = metrics.child(metrics.first_token, "chat")
+    series = metrics.first_token.labels("chat")
     series.observe(0.05)
     series.observe_all([0.01, 0.3, 120.0])
     rendered = metrics.render().decode()
@@ -150,9 +150,9 @@ def test_counters_refuse_to_go_down_and_wrong_label_counts() -> None:
     errors in the code that counts, said at once."""
     metrics = Metrics()
     with pytest.raises(ValueError, match="only goes up"):
-        metrics.child(metrics.requests, "200").inc(-1)
+        metrics.requests.labels("200").inc(-1)
     with pytest.raises(ValueError, match="takes the labels"):
-        metrics.child(metrics.streams_ended, "chat")
+        metrics.streams_ended.labels("chat")
 
 
 def test_metrics_without_labels_are_scraped_at_zero_before_they_move() -> None:

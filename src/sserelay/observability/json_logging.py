@@ -41,18 +41,24 @@ class JsonFormatter(logging.Formatter):
         return f"{cached[1]}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": self.timestamp(record.created, record.msecs),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        error = record.exc_info[1] if record.exc_info else None
+        return self.line(self.timestamp(record.created, record.msecs), record.levelname,
+                         record.name, record.getMessage(),
+                         fields if isinstance(fields, dict) else None,
+                         None if error is None else f"{type(error).__name__}: {error}")
+
+    @staticmethod
+    def line(time: str, levelname: str, name: str, message: str,
+             fields: dict[str, Any] | None, error: str | None = None) -> str:
+        """One JSON line: the time, level, logger and message, then the fields."""
+        line: dict[str, Any] = {
+            "time": time, "level": levelname.lower(), "logger": name, "message": message,
+        }
+        if fields:
             line.update(fields)
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            line["error"] = f"{type(error).__name__}: {error}"
+        if error is not None:
+            line["error"] = error
         return orjson.dumps(line, default=str).decode()
 
 
@@ -122,15 +128,10 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def write_fields(self, name: str, level: int, message: str, fields: dict[str, Any]) -> None:
         """`emit` of a `log_fields` line without a LogRecord: the same JSON."""
         now = time.time_ns()
-        line: dict[str, Any] = {
-            "time": self.formatter.timestamp(now // 1_000_000_000,
-                                             (now // 1_000_000) % 1000),
-            "level": logging.getLevelName(level).lower(),
-            "logger": name,
-            "message": message,
-        }
-        line.update(fields)
-        text = orjson.dumps(line, default=str).decode()
+        formatter = self.formatter
+        text = formatter.line(
+            formatter.timestamp(now // 1_000_000_000, (now // 1_000_000) % 1000),
+            logging.getLevelName(level), name, message, fields)
         with self.lock:  # type: ignore[union-attr]
             self._add(text)
 

@@ -223,10 +223,5 @@ class Metrics:
         if log_size is not None:
             self.registry.register(_LogSizeCollector(log_size))
 
-    @staticmethod
-    def child(metric: _Family[C], *values: str) -> C:
-        """`metric.labels(*values)`: the series of those label values."""
-        return metric.labels(*values)
-
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -43,7 +43,7 @@ class Telemetry:
         now = clock()
         status = ctx.status or 500
         if self.metrics is not None:
-            self.metrics.child(self.metrics.requests, str(status)).inc()
+            self.metrics.requests.labels(str(status)).inc()
         fields: dict[str, Any] = {
             "event": "request", "request_id": ctx.request_id, "method": ctx.method,
             "path": ctx.path, "status": status, "api": ctx.api, "key_id": ctx.key_id,
@@ -62,7 +62,7 @@ class Telemetry:
 
     def stream_started(self, api: str) -> None:
         if self.metrics is not None:
-            self.metrics.child(self.metrics.streams_started, api).inc()
+            self.metrics.streams_started.labels(api).inc()
             self.metrics.active_streams.inc()
 
     def stream_ended(
@@ -75,14 +75,14 @@ class Telemetry:
         metrics = self.metrics
         if metrics is not None:
             metrics.active_streams.dec()
-            metrics.child(metrics.streams_ended, api, ending).inc()
-            metrics.child(metrics.chunks, api).inc(marks.chunks)
-            metrics.child(metrics.bytes, api).inc(marks.size)
+            metrics.streams_ended.labels(api, ending).inc()
+            metrics.chunks.labels(api).inc(marks.chunks)
+            metrics.bytes.labels(api).inc(marks.size)
             if ttft is not None:
-                metrics.child(metrics.first_token, api).observe(ttft)
-            metrics.child(metrics.inter_chunk, api).observe_all(marks.gaps())
+                metrics.first_token.labels(api).observe(ttft)
+            metrics.inter_chunk.labels(api).observe_all(marks.gaps())
             if ending in _UPSTREAM_FAILURES:
-                metrics.child(metrics.upstream_errors, ctx.upstream or "unknown",
+                metrics.upstream_errors.labels(ctx.upstream or "unknown",
                               "mid_stream").inc()
         fields: dict[str, Any] = {
             "event": "stream", "request_id": ctx.request_id, "stream_id": stream_id,
@@ -103,7 +103,7 @@ class Telemetry:
         else:
             tokens, estimated = (0, completion_chunks), True
             if self.metrics is not None:
-                self.metrics.child(self.metrics.tokens, ctx.key_id or "none",
+                self.metrics.tokens.labels(ctx.key_id or "none",
                                    ctx.model or "unknown", "completion").inc(completion_chunks)
         self.stream_ended(ctx, api=api, ending=ending, marks=marks, tokens=tokens,
                           estimated=estimated, stream_id=stream_id)
@@ -113,8 +113,8 @@ class Telemetry:
         metrics = self.metrics
         if metrics is not None:
             key = row.key_id or "none"
-            metrics.child(metrics.tokens, key, row.model, "prompt").inc(row.prompt_tokens)
-            metrics.child(metrics.tokens, key, row.model, "completion").inc(
+            metrics.tokens.labels(key, row.model, "prompt").inc(row.prompt_tokens)
+            metrics.tokens.labels(key, row.model, "completion").inc(
                 row.completion_tokens)
         ctx = current_request()
         if ctx is None:
@@ -130,11 +130,11 @@ class Telemetry:
 
     def upstream_error(self, provider: str, status: int | str) -> None:
         if self.metrics is not None:
-            self.metrics.child(self.metrics.upstream_errors, provider, str(status)).inc()
+            self.metrics.upstream_errors.labels(provider, str(status)).inc()
 
     def resumed(self, result: str) -> None:
         if self.metrics is not None:
-            self.metrics.child(self.metrics.resumes, result).inc()
+            self.metrics.resumes.labels(result).inc()
 
     def replayed(self) -> None:
         if self.metrics is not None:
