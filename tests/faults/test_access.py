@@ -4,6 +4,9 @@ stream, never the key in a URL; with none, this machine only (as the gateway).""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +32,15 @@ def test_a_ticket_is_bound_to_its_stream_and_expires() -> None:
         assert not signer.verify(junk, "stream-a")
     now[0] += 61
     assert not signer.verify(ticket, "stream-a")
+
+
+def test_a_ticket_is_the_documented_hmac_of_stream_and_expiry() -> None:
+    """`<expiry>.<unpadded base64url HMAC-SHA256 of "<stream id>.<expiry>">`, as web/tickets.py
+    says: instances of different versions sharing a secret must accept each other's tickets."""
+    signer = TicketSigner("s3cret", ttl=60, clock=lambda: 1_000_000.0)
+    mac = hmac.new(b"s3cret", b"stream-a.1000060", hashlib.sha256).digest()
+    signature = base64.urlsafe_b64encode(mac).decode().rstrip("=")
+    assert signer.issue("stream-a") == f"1000060.{signature}"
 
 
 def test_a_generated_secret_is_shared_by_instances_on_one_redis(

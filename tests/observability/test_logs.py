@@ -4,6 +4,7 @@ prompt or a key; and a Server-Timing header on every response."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from sserelay.observability import JsonFormatter, Telemetry
 from sserelay.observability.context import RequestContext
 from sserelay.observability.json_logging import log_fields
+from sserelay.observability.middleware import _new_request_id
 from tests.conftest import PROVIDER_KEY
 from tests.gateway.conftest import wait_for
 from tests.observability.conftest import Observed
@@ -106,6 +108,26 @@ def test_server_timing_on_every_response(observed: Observed) -> None:
         waits[name] = float(found.group(1))
     assert waits["page"] == waits["missing"] == waits["metrics"] == 0.0
     assert waits["stream"] > 0 and waits["gateway"] > 0
+
+
+def test_generated_request_ids_are_distinct_also_in_a_forked_worker() -> None:
+    """Request ids come from `random`, not `secrets`: they must still never repeat, within a
+    process or between a process and a worker forked from it (the stdlib reseeds `random`
+    in the child; a generator of our own would hand both the same sequence)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids, then exit without running pytest's teardown
+        os.close(read_end)
+        os.write(write_end, " ".join(_new_request_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write_end)
+    ours = [_new_request_id() for _ in range(100)]
+    with os.fdopen(read_end, "rb") as child:
+        theirs = child.read().decode().split()
+    os.waitpid(pid, 0)
+    assert len(theirs) == 100
+    assert all(re.fullmatch(r"[0-9a-f]{16}", rid) for rid in ours + theirs)
+    assert len(set(ours + theirs)) == 200
 
 
 @pytest.mark.parametrize("content", [False, True])

@@ -67,10 +67,10 @@ class RetainedPayloads(Retained, Sequence[bytes]):
 
     def _learn(self, a: bytes, b: bytes) -> None:
         prefix = a[: _common_prefix(a, b)]
-        prefix = prefix[: max(prefix.rfind(c) for c in _BOUNDARIES) + 1]
+        prefix = prefix[: max(map(prefix.rfind, _BOUNDARIES)) + 1]
         room = min(len(a), len(b)) - len(prefix)  # a suffix must not overlap the prefix
         suffix = a[len(a) - _common_suffix(a, b, room) :]
-        starts = [i for i in (suffix.find(c) for c in _BOUNDARIES) if i >= 0]
+        starts = [i for i in map(suffix.find, _BOUNDARIES) if i >= 0]
         suffix = suffix[min(starts) :] if starts else b""
         if len(prefix) + len(suffix) >= _MIN_SAVING:
             self._prefix, self._suffix = prefix, suffix

@@ -15,7 +15,6 @@ ticket issued by one instance is good on every other.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 import time
@@ -47,8 +46,9 @@ class TicketSigner:
 
     def _sign(self, stream_id: str, expiry: int) -> str:
         assert self._secret is not None
-        mac = hmac.new(self._secret, f"{stream_id}.{expiry}".encode(), hashlib.sha256)
-        return _b64(mac.digest())
+        # hmac.digest: OpenSSL's one-shot HMAC, no HMAC object (~2 µs, against ~8 for
+        # hmac.new(...).digest()); the same bytes.
+        return _b64(hmac.digest(self._secret, f"{stream_id}.{expiry}".encode(), "sha256"))
 
     def issue(self, stream_id: str) -> str:
         """A ticket to follow `stream_id` until `ttl` seconds from now."""
