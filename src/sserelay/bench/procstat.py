@@ -23,6 +23,7 @@ __all__ = [
     "cpu_ns",
     "cpu_seconds",
     "cpu_split",
+    "io_calls",
     "machine_cpu_seconds",
     "ns_count_is_whole",
     "pids_by_cmdline",
@@ -52,6 +53,23 @@ def cpu_split(pids: Sequence[int]) -> tuple[float, float]:
         user += int(fields[11])  # utime (field 14)
         system += int(fields[12])  # stime (field 15)
     return user / _TICKS, system / _TICKS
+
+
+def io_calls(pids: Sequence[int]) -> tuple[int, int]:
+    """(read, write) system calls made so far by `pids`: /proc/<pid>/io's syscr and syscw
+    (read/readv/pread and write/writev/pwrite; recv and send count where they go through
+    the same paths). Processes that are gone, or whose counts this user may not read,
+    count as 0."""
+    reads = writes = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/io").read_text()
+        except OSError:
+            continue
+        counts = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+        reads += int(counts.get("syscr", 0))
+        writes += int(counts.get("syscw", 0))
+    return reads, writes
 
 
 def cpu_ns(pids: Sequence[int]) -> tuple[int, frozenset[int]]:

@@ -1,0 +1,84 @@
+"""`python -m sserelay.bench.compare`: one target, one load, this checkout alternated with
+another tree. Real processes (upstream, relays, load generator); no timing asserts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sserelay.bench.compare import CompareError, parse_load
+from sserelay.bench.profiles import Load
+
+pytestmark = pytest.mark.timeout(300)
+
+_FIGURES = (
+    r"\d+\.\d\d µs CPU per chunk \(\d+\.\d\d in the kernel\), \d+\.\d{3} writes and "
+    r"\d+\.\d{3} reads per chunk, p99 \d+\.\d\d ms, 2/2 streams"
+)
+
+
+def _compare(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sserelay.bench.compare", *args],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+
+
+def test_compare_alternates_this_tree_with_a_revision_and_prints_each_median() -> None:
+    """Each round runs this checkout, then the revision (from a temporary worktree, removed
+    afterwards); the summary has a median for each."""
+    worktrees = subprocess.run(
+        ["git", "worktree", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    done = _compare("article", "2x3@50", "--runs", "2", "--against", "HEAD")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rounds = [line for line in done.stdout.splitlines() if line.startswith("round ")]
+    assert [line.split(":")[0].split() for line in rounds] == [
+        ["round", "1", "this", "tree"],
+        ["round", "1", "HEAD"],
+        ["round", "2", "this", "tree"],
+        ["round", "2", "HEAD"],
+    ]
+    assert all(re.search(_FIGURES, line) for line in rounds), rounds
+    summary = done.stdout.split("medians of 2 run(s)\n", 1)[1]
+    assert re.search(r"this tree: +\d+\.\d\d µs CPU per chunk \(\d+\.\d\d, \d+\.\d\d\)", summary)
+    assert re.search(r"HEAD: +\d+\.\d\d µs CPU per chunk \(\d+\.\d\d, \d+\.\d\d\)", summary)
+    after = subprocess.run(
+        ["git", "worktree", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert after == worktrees
+
+
+def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None:
+    """A malformed load, an unknown target, another tree for a target that is not sserelay,
+    a revision that does not exist, a directory that is no checkout: exit status 2 and one
+    line that says what is wrong, no traceback, nothing started."""
+    cases = {
+        ("article", "500x100"): "is not a load: write KxN@R",
+        ("article", "0x10@20"): "must all be above 0",
+        ("nothing", "2x3@50"): "no target 'nothing'; one of: nginx, openai",
+        ("nginx", "2x3@50", "--against", "HEAD"): "nginx is not sserelay",
+        ("article", "2x3@50", "--against", "no-such-rev"): "'no-such-rev' is not a revision",
+        ("article", "2x3@50", "--against-dir", str(tmp_path)): "is not an sserelay checkout",
+        ("article", "2x3@50", "--runs", "0"): "--runs must be at least 1",
+    }
+    for args, words in cases.items():
+        done = _compare(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.stdout == "", args
+
+
+def test_a_load_is_written_streams_x_tokens_at_rate() -> None:
+    assert parse_load("500x100@20") == Load(500, 100, 20.0)
+    assert parse_load(" 2x3@12.5 ") == Load(2, 3, 12.5)
+    for bad in ("500x100", "x100@20", "5x5@", "5x5@-1", "5 x 5 @ 5"):
+        with pytest.raises(CompareError):
+            parse_load(bad)
