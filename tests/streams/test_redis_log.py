@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import secrets
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from sserelay.streams import (
     new_stream_id,
 )
 from sserelay.streams.log import MOVED
+from sserelay.streams.redis_log import _Keys, _Owned
 from sserelay.testing.redis_server import RedisServer
 
 from .test_stream_log import collect
@@ -544,3 +546,61 @@ def test_a_flush_redis_does_not_answer_fails_the_stream_within_the_socket_timeou
             await raw.aclose()
 
     assert run(main()).startswith("writing stream ")
+
+
+class _Clock:
+    """The loop, as far as the unfollowed flush's timing uses it: its time and its timers."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> object:
+        self.timers.append(round(when, 6))
+        return object()  # a timer that never fires: the test plays the writer
+
+
+def test_unfollowed_streams_are_each_sent_at_the_end_of_their_own_window() -> None:
+    """The unfollowed window runs from a stream's first unsent entry: a lazy flush takes the
+    streams whose windows have ended (or end within a fifth of a window), not every stream
+    with entries, and times the next flush for the first one left. A stream sent meanwhile
+    (a follower elsewhere made it prompt) is not sent again. So 500 streams started at
+    different moments go out in several small calls per window, not in one large one."""
+    log = RedisStreamLog("redis://unused", unfollowed_flush_interval=0.05)
+    clock = _Clock()
+    log._loop = clock  # type: ignore[assignment]
+    log._work = asyncio.Event()
+    owned = {}
+    for name in "abc":
+        owned[name] = _Owned(name, _Keys(log.prefix, name), 100, False, {})
+        log._owned[name] = owned[name]
+
+    def queue(name: str, at: float) -> None:
+        clock.now = at
+        log._queue(math.inf, owned[name], name.encode())
+
+    def flush(at: float) -> set[str]:
+        """What the writer would send at `at`, marked as sent (as `_write` does)."""
+        log._lazy = None  # the timer has fired
+        batch, log._dirty = log._dirty, {}
+        log._take_lazy(batch, at)
+        for each in batch.values():
+            each.pending, each.lazy_since = [], None
+        return set(batch)
+
+    queue("a", 0.0)
+    queue("b", 0.03)
+    queue("a", 0.035)  # a second entry: a's window still runs from its first
+    queue("c", 0.045)
+    assert clock.timers == [0.05]  # one timer, for the first window to end
+    assert flush(0.05) == {"a"}
+    assert clock.timers[-1] == 0.08  # b's window
+    assert flush(0.08) == {"b"}  # c's ends at 0.095: more than a fifth of a window away
+    log._followed(owned["c"])  # from now on c is prompt: sent by the next flush, whatever due
+    assert flush(0.081) == {"c"}
+    queue("a", 0.09)  # a new window for a
+    assert clock.timers[-1] == 0.14 and flush(0.14) == {"a"}
+    assert not log._lazy_queue

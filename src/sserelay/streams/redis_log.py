@@ -22,9 +22,11 @@ payloads, ``append`` waits for the writer (backpressure).
 
 How soon a flush comes depends on who reads the stream. Followers on the producing instance
 read its own copy, never Redis; so while no other instance follows a stream, Redis holds only
-what outlives the producer, and its entries wait up to ``unfollowed_flush_interval`` (50 ms),
-or less when something else wakes the writer (a create, an end, a lease renewal, an entry
-of a followed stream). The first follower on another instance tells the producer through its
+what outlives the producer, and its entries wait up to ``unfollowed_flush_interval`` (50 ms)
+from the first of them. Each stream's window is its own: a flush carries the streams whose
+windows end within a fifth of it, so 500 streams started at different moments go out in
+several calls per window, not in one call carrying all of them, which stalled the loop and
+redis-server for several ms. The first follower on another instance tells the producer through its
 wake-up stream (``_TELL``; the lease renewal reads the same flag from the hash, should that
 message be missed), and from then on the stream's entries go out within ``flush_interval``
 (2 ms). At 100 streams x 50 tok/s that is ~20 round trips a second instead of ~500: the
@@ -190,6 +192,11 @@ return flags
 _BUFFER = 64  # entries each watched stream keeps for local followers
 _READER_BLOCK_MS = 10_000  # only bounds how long a dead connection goes unnoticed
 _WAKE_TTL_MS = 86_400_000
+# An unfollowed stream's window is its own: a lazy flush sends the streams whose windows end
+# within 1/_LAZY_SPREAD of one after the first, so streams started at different times are
+# sent in several smaller calls per window rather than all in one (docs/decisions.md, "The
+# Redis log's unfollowed flush, spread").
+_LAZY_SPREAD = 5
 
 
 class _Keys:
@@ -204,7 +211,8 @@ class _Owned:
     """What the producing instance keeps per live stream: the seq counter and the queue."""
 
     __slots__ = ("cancel_requested", "cancel_waiters", "end", "ended", "failure", "keys",
-                 "meta", "mirror", "next_seq", "pending", "prompt", "stream_id")  # fmt: skip
+                 "lazy_since", "meta", "mirror", "next_seq", "pending", "prompt",
+                 "stream_id")  # fmt: skip
 
     def __init__(self, stream_id: str, keys: _Keys, max_entries: int, prompt: bool,
                  meta: Mapping[str, str]) -> None:  # fmt: skip
@@ -212,6 +220,9 @@ class _Owned:
         # Its appends wake the writer (sent within flush_interval): it is followed on
         # another instance. Otherwise they wait up to unfollowed_flush_interval.
         self.prompt = prompt
+        # When its oldest entry not yet sent was queued, while it waits in the unfollowed
+        # window (RedisStreamLog._lazy_queue); None when it has nothing waiting there.
+        self.lazy_since: float | None = None
         self.mirror = _Mirror(max_entries)
         self.next_seq = 1
         self.pending: list[bytes] = []
@@ -346,6 +357,11 @@ class RedisStreamLog(StreamLog):
         # No longer window for unfollowed streams: every stream's appends wake the writer.
         self._all_prompt = self.unfollowed_flush_interval <= flush_interval
         self._lazy: asyncio.TimerHandle | None = None  # the flush of unfollowed appends
+        # Unfollowed streams with entries waiting, by when the first of them was queued
+        # (`_Owned.lazy_since`; a record whose stream was sent since is stale). Each stream
+        # is sent when its own window ends, with those due within `_lazy_slack` after it.
+        self._lazy_queue: deque[tuple[float, _Owned]] = deque()
+        self._lazy_slack = self.unfollowed_flush_interval / _LAZY_SPREAD
         self._write_conn: AbstractConnection | None = None  # the writer's own (_pipeline)
         self._write_timeout: float | None = None
         self._lease_ms = max(1, round(lease_ttl * 1000))
@@ -574,11 +590,16 @@ class RedisStreamLog(StreamLog):
         seq = owned.next_seq
         owned.next_seq = seq + 1
         owned.pending.append(payload)
-        self._dirty[owned.stream_id] = owned
         if owned.prompt:
+            self._dirty[owned.stream_id] = owned
             self._work.set()
-        elif self._lazy is None:  # by then the writer sends it, with whatever is queued
-            self._lazy = self._loop.call_later(self.unfollowed_flush_interval, self._lazy_due)
+        elif owned.lazy_since is None:
+            now = self._loop.time()
+            owned.lazy_since = now
+            self._lazy_queue.append((now, owned))
+            if self._lazy is None:
+                self._lazy = self._loop.call_at(now + self.unfollowed_flush_interval,
+                                                self._lazy_due)  # fmt: skip
         self._queued += 1
         owned.mirror.append(payload)  # last: its pushed followers write to their clients now
         return seq
@@ -587,11 +608,25 @@ class RedisStreamLog(StreamLog):
         self._lazy = None
         self._work.set()
 
+    def _take_lazy(self, batch: dict[str, _Owned], now: float) -> None:
+        """Add to `batch` the unfollowed streams whose window ends by `now` plus the slack,
+        and time the next lazy flush for the first one left."""
+        queue, window = self._lazy_queue, self.unfollowed_flush_interval
+        cutoff = now + self._lazy_slack - window
+        while queue and (queue[0][0] <= cutoff or queue[0][1].lazy_since != queue[0][0]):
+            since, owned = queue.popleft()
+            if owned.lazy_since == since:  # else sent already, with a prompt batch
+                batch[owned.stream_id] = owned
+        if queue and self._lazy is None:
+            self._lazy = self._loop.call_at(queue[0][0] + window, self._lazy_due)
+
     def _followed(self, owned: _Owned) -> None:
         """Another instance follows `owned`: its entries go out within flush_interval now."""
         if not owned.prompt:
             owned.prompt = True
+            owned.lazy_since = None  # its record in the lazy queue is stale now
             if owned.pending:
+                self._dirty[owned.stream_id] = owned
                 self._work.set()
 
     async def _not_producing(self, stream_id: str) -> StreamLogError:
@@ -666,6 +701,7 @@ class RedisStreamLog(StreamLog):
                 creating, self._creating = self._creating, []
                 await self._create(creating)
             batch, self._dirty = self._dirty, {}
+            self._take_lazy(batch, loop.time())
             renew = [o for o in self._owned.values() if not o.ended] if self._renew_due else []
             self._renew_due = False
             if batch or renew:
@@ -695,6 +731,7 @@ class RedisStreamLog(StreamLog):
         args: list[bytes | int | str] = [self.max_entries, self._live_ttl_ms, self.instance_id]
         for owned in batch:
             payloads, owned.pending = owned.pending, []
+            owned.lazy_since = None
             if payloads:
                 appended.append(owned)
                 keys += (owned.keys.log, owned.keys.meta)
