@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+import sserelay.streams.redis_log as redis_log_module
 from sserelay.streams import (
     End,
     Ending,
@@ -563,44 +564,63 @@ class _Clock:
         return object()  # a timer that never fires: the test plays the writer
 
 
-def test_unfollowed_streams_are_each_sent_at_the_end_of_their_own_window() -> None:
-    """The unfollowed window runs from a stream's first unsent entry: a lazy flush takes the
-    streams whose windows have ended (or end within a fifth of a window), not every stream
-    with entries, and times the next flush for the first one left. A stream sent meanwhile
-    (a follower elsewhere made it prompt) is not sent again. So 500 streams started at
-    different moments go out in several small calls per window, not in one large one."""
+def _lazy_log(names: str) -> tuple[RedisStreamLog, _Clock, dict[str, _Owned]]:
+    """A Redis log whose loop is `_Clock` (nothing connects), producing streams `names`."""
     log = RedisStreamLog("redis://unused", unfollowed_flush_interval=0.05)
     clock = _Clock()
     log._loop = clock  # type: ignore[assignment]
     log._work = asyncio.Event()
     owned = {}
-    for name in "abc":
-        owned[name] = _Owned(name, _Keys(log.prefix, name), 100, False, {})
-        log._owned[name] = owned[name]
+    for name in names:
+        owned[name] = log._owned[name] = _Owned(name, _Keys(log.prefix, name), 100, False, {})
+    return log, clock, owned
 
-    def queue(name: str, at: float) -> None:
-        clock.now = at
-        log._queue(math.inf, owned[name], name.encode())
 
-    def flush(at: float) -> set[str]:
-        """What the writer would send at `at`, marked as sent (as `_write` does)."""
-        log._lazy = None  # the timer has fired
-        batch, log._dirty = log._dirty, {}
-        log._take_lazy(batch, at)
-        for each in batch.values():
-            each.pending, each.lazy_since = [], None
-        return set(batch)
+def _queue(log: RedisStreamLog, clock: _Clock, owned: _Owned, at: float) -> None:
+    clock.now = at
+    log._queue(math.inf, owned, b"x")
 
-    queue("a", 0.0)
-    queue("b", 0.03)
-    queue("a", 0.035)  # a second entry: a's window still runs from its first
-    queue("c", 0.045)
+
+def _lazy_flush(log: RedisStreamLog, at: float) -> set[str]:
+    """What the writer sends when woken at `at`, marked as sent (as `_write` does)."""
+    log._lazy = None  # the timer has fired
+    batch, log._dirty = log._dirty, {}
+    log._take_lazy(batch, at)
+    for each in batch.values():
+        each.pending, each.lazy_since = [], None
+    return set(batch)
+
+
+def test_a_few_unfollowed_streams_go_out_together_once_a_window() -> None:
+    """Up to _LAZY_BATCH streams waiting, the first window to end sends them all, in one
+    call, as one timer for all of them always did."""
+    log, clock, owned = _lazy_log("abc")
+    for name, at in (("a", 0.0), ("b", 0.03), ("a", 0.035), ("c", 0.045)):
+        _queue(log, clock, owned[name], at)
     assert clock.timers == [0.05]  # one timer, for the first window to end
-    assert flush(0.05) == {"a"}
-    assert clock.timers[-1] == 0.08  # b's window
-    assert flush(0.08) == {"b"}  # c's ends at 0.095: more than a fifth of a window away
-    log._followed(owned["c"])  # from now on c is prompt: sent by the next flush, whatever due
-    assert flush(0.081) == {"c"}
-    queue("a", 0.09)  # a new window for a
-    assert clock.timers[-1] == 0.14 and flush(0.14) == {"a"}
+    assert _lazy_flush(log, 0.05) == {"a", "b", "c"}
+    assert not log._lazy_queue
+    _queue(log, clock, owned["b"], 0.06)  # a new window
+    assert clock.timers[-1] == 0.11 and _lazy_flush(log, 0.11) == {"b"}
+
+
+def test_many_unfollowed_streams_are_each_sent_near_the_end_of_their_own_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past _LAZY_BATCH streams waiting (2 here), a lazy flush takes the streams whose
+    windows end by then or soon after (a window x _LAZY_BATCH / waiting), not all of them,
+    and times the next flush for the first one left; a stream a follower elsewhere made
+    prompt goes with the next flush and is not sent again with the lazy ones. So 500
+    streams started at different moments go out in calls of ~100, several a window."""
+    monkeypatch.setattr(redis_log_module, "_LAZY_BATCH", 2)
+    log, clock, owned = _lazy_log("abcdef")
+    for name, at in zip("abcdef", (0.0, 0.01, 0.02, 0.03, 0.04, 0.045), strict=True):
+        _queue(log, clock, owned[name], at)
+    assert clock.timers == [0.05]
+    # Six waiting: windows ending within 0.05 x 2/6 of now go.
+    assert _lazy_flush(log, 0.05) == {"a", "b"}
+    assert clock.timers[-1] == 0.07  # c's window
+    log._followed(owned["c"])  # prompt from now on: sent by the next flush, whenever due
+    assert _lazy_flush(log, 0.051) == {"c"}  # d's window is not ending: only c
+    assert _lazy_flush(log, 0.07) == {"d", "e", "f"}  # c's record skipped, not sent again
     assert not log._lazy_queue

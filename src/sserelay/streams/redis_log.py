@@ -23,15 +23,16 @@ payloads, ``append`` waits for the writer (backpressure).
 How soon a flush comes depends on who reads the stream. Followers on the producing instance
 read its own copy, never Redis; so while no other instance follows a stream, Redis holds only
 what outlives the producer, and its entries wait up to ``unfollowed_flush_interval`` (50 ms)
-from the first of them. Each stream's window is its own: a flush carries the streams whose
-windows end within a fifth of it, so 500 streams started at different moments go out in
-several calls per window, not in one call carrying all of them, which stalled the loop and
-redis-server for several ms. The first follower on another instance tells the producer through its
-wake-up stream (``_TELL``; the lease renewal reads the same flag from the hash, should that
-message be missed), and from then on the stream's entries go out within ``flush_interval``
-(2 ms). At 100 streams x 50 tok/s that is ~20 round trips a second instead of ~500: the
-relay's CPU per chunk fell from ~35 µs to ~25 (docs/decisions.md, "The Redis log's flush
-window"). The producing instance answers ``status`` of its live streams itself.
+from the first of them. Each stream's window is its own: with more than ~100 streams
+waiting, a flush carries only those whose windows are ending, so 500 streams started at
+different moments go out in calls of ~100, not in one call carrying all of them, which
+stalled the loop and redis-server for several ms. The first follower on another instance
+tells the producer through its wake-up stream (``_TELL``; the lease renewal reads the same
+flag from the hash, should that message be missed), and from then on the stream's entries
+go out within ``flush_interval`` (2 ms). At 100 streams x 50 tok/s that is ~20 round trips
+a second instead of ~500: the relay's CPU per chunk fell from ~35 µs to ~25
+(docs/decisions.md, "The Redis log's flush window"). The producing instance answers
+``status`` of its live streams itself.
 
 The end is the entry ``1-0``: it sorts after every data entry, so followers reading with XREAD
 see it in order and are woken by it like by data; and once it exists Redis rejects any
@@ -192,11 +193,12 @@ return flags
 _BUFFER = 64  # entries each watched stream keeps for local followers
 _READER_BLOCK_MS = 10_000  # only bounds how long a dead connection goes unnoticed
 _WAKE_TTL_MS = 86_400_000
-# An unfollowed stream's window is its own: a lazy flush sends the streams whose windows end
-# within 1/_LAZY_SPREAD of one after the first, so streams started at different times are
-# sent in several smaller calls per window rather than all in one (docs/decisions.md, "The
-# Redis log's unfollowed flush, spread").
-_LAZY_SPREAD = 5
+# An unfollowed stream's window is its own. With up to _LAZY_BATCH streams waiting, a lazy
+# flush sends them all, as one call per window; with more, only those whose windows end
+# within _LAZY_BATCH / waiting of a window: calls of about _LAZY_BATCH streams, several per
+# window, rather than one call with every stream in it (docs/decisions.md, "The Redis log's
+# unfollowed flush, spread").
+_LAZY_BATCH = 100
 
 
 class _Keys:
@@ -358,10 +360,8 @@ class RedisStreamLog(StreamLog):
         self._all_prompt = self.unfollowed_flush_interval <= flush_interval
         self._lazy: asyncio.TimerHandle | None = None  # the flush of unfollowed appends
         # Unfollowed streams with entries waiting, by when the first of them was queued
-        # (`_Owned.lazy_since`; a record whose stream was sent since is stale). Each stream
-        # is sent when its own window ends, with those due within `_lazy_slack` after it.
+        # (`_Owned.lazy_since`; a record whose stream was sent since is stale): `_take_lazy`.
         self._lazy_queue: deque[tuple[float, _Owned]] = deque()
-        self._lazy_slack = self.unfollowed_flush_interval / _LAZY_SPREAD
         self._write_conn: AbstractConnection | None = None  # the writer's own (_pipeline)
         self._write_timeout: float | None = None
         self._lease_ms = max(1, round(lease_ttl * 1000))
@@ -609,10 +609,12 @@ class RedisStreamLog(StreamLog):
         self._work.set()
 
     def _take_lazy(self, batch: dict[str, _Owned], now: float) -> None:
-        """Add to `batch` the unfollowed streams whose window ends by `now` plus the slack,
-        and time the next lazy flush for the first one left."""
+        """Add to `batch` the unfollowed streams whose window ends by `now` plus a slack,
+        and time the next lazy flush for the first one left. The slack is a whole window
+        (everything waiting goes) up to _LAZY_BATCH streams waiting, and shrinks with more,
+        so that each call carries about that many."""
         queue, window = self._lazy_queue, self.unfollowed_flush_interval
-        cutoff = now + self._lazy_slack - window
+        cutoff = now - window + window * min(1.0, _LAZY_BATCH / len(queue)) if queue else now
         while queue and (queue[0][0] <= cutoff or queue[0][1].lazy_since != queue[0][0]):
             since, owned = queue.popleft()
             if owned.lazy_since == since:  # else sent already, with a prompt batch
