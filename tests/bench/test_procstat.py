@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from sserelay.bench.procstat import cpu_ns, cpu_split, ns_count_is_whole
+from sserelay.bench.procstat import cpu_ns, cpu_split, io_calls, ns_count_is_whole
 
 # Says "ready", burns CPU when told (in its main thread, or in a thread that then ends),
 # says "done", and waits to be read.
@@ -68,3 +69,22 @@ def test_the_nanoseconds_need_every_thread_of_the_first_reading(
     before: frozenset[int], after: frozenset[int], whole: bool
 ) -> None:
     assert ns_count_is_whole(1.0, 1.0, before, after) is whole
+
+
+def test_io_calls_count_each_read_and_write_system_call_and_skip_gone_processes() -> None:
+    """/proc/<pid>/io's syscr and syscw: 50 writes and 50 reads on a pipe show as at least
+    that many (the interpreter makes a few of its own), and a pid that is gone adds 0."""
+    read_end, write_end = os.pipe()
+    try:
+        reads_before, writes_before = io_calls([os.getpid()])
+        for _ in range(50):
+            os.write(write_end, b"x")
+            os.read(read_end, 1)
+        reads_after, writes_after = io_calls([os.getpid()])
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert reads_after - reads_before >= 50 and writes_after - writes_before >= 50
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert io_calls([int(gone.stdout)]) == (0, 0)

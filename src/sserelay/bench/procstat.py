@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -34,6 +34,15 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def _read_each(pids: Sequence[int], name: str) -> Iterator[str]:
+    """/proc/<pid>/<name> of each of `pids` still there and readable by this user."""
+    for pid in pids:
+        try:
+            yield Path(f"/proc/{pid}/{name}").read_text()
+        except OSError:
+            continue
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU seconds used so far by `pids` (dead processes count as 0)."""
     user, system = cpu_split(pids)
@@ -43,11 +52,7 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 def cpu_split(pids: Sequence[int]) -> tuple[float, float]:
     """(user, system) CPU seconds used so far by `pids` (dead processes count as 0)."""
     user = system = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
+    for stat in _read_each(pids, "stat"):
         # The command name (field 2) may contain spaces and parentheses: split after its end.
         fields = stat[stat.rindex(")") + 2 :].split()
         user += int(fields[11])  # utime (field 14)
@@ -61,11 +66,7 @@ def io_calls(pids: Sequence[int]) -> tuple[int, int]:
     the same paths). Processes that are gone, or whose counts this user may not read,
     count as 0."""
     reads = writes = 0
-    for pid in pids:
-        try:
-            text = Path(f"/proc/{pid}/io").read_text()
-        except OSError:
-            continue
+    for text in _read_each(pids, "io"):
         counts = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
         reads += int(counts.get("syscr", 0))
         writes += int(counts.get("syscw", 0))
@@ -113,14 +114,7 @@ def machine_cpu_seconds() -> tuple[float, float]:
 
 def rss_bytes(pids: Sequence[int]) -> int:
     """Resident set size now, summed over `pids`."""
-    total = 0
-    for pid in pids:
-        try:
-            statm = Path(f"/proc/{pid}/statm").read_text().split()
-        except OSError:
-            continue
-        total += int(statm[1]) * _PAGE
-    return total
+    return sum(int(statm.split()[1]) * _PAGE for statm in _read_each(pids, "statm"))
 
 
 def child_pids(pid: int) -> list[int]:
