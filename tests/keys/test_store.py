@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from sserelay.keys import (
-    ClientKey,
     Database,
     KeyPolicy,
     KeyStore,
@@ -177,77 +175,3 @@ def _sql_of_a_lookup(store: KeyStore, secret: str) -> list[str]:
     finally:
         conn.set_trace_callback(None)
     return statements
-
-
-def _stats_of(path: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every os.stat() of `path` from now on."""
-    seen: list[str] = []
-    real = os.stat
-
-    def stat(target: str, *args: object, **kwargs: object) -> os.stat_result:
-        if os.fspath(target) == path:
-            seen.append(path)
-        return real(target, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "stat", stat)
-    return seen
-
-
-def test_in_an_event_loop_the_changes_file_is_read_once_per_iteration(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The requests one loop iteration serves share one stat() of the changes file; the next
-    iteration reads it again."""
-    server = KeyStore(Database(tmp_path / "keys.sqlite3"))
-    _, secret = server.create("app")
-    stats = _stats_of(server.changes_path, monkeypatch)
-
-    async def lookups() -> tuple[int, int]:
-        for _ in range(5):
-            assert server.authenticate(secret) is not None and server.has_live_keys()
-        in_one = len(stats)
-        await asyncio.sleep(0)
-        assert server.authenticate(secret) is not None
-        return in_one, len(stats)
-
-    assert asyncio.run(lookups()) == (1, 2)
-    server.authenticate(secret), server.authenticate(secret)  # no loop: each reads it
-    assert len(stats) == 4
-
-
-def test_in_an_event_loop_another_process_revocation_is_seen_by_the_next_iteration(
-    tmp_path: Path,
-) -> None:
-    """A revocation made elsewhere (the CLI: another process) after a lookup is seen by a
-    lookup in any later loop iteration, which is where a request sent after it is served."""
-    path = tmp_path / "keys.sqlite3"
-    server = KeyStore(Database(path))
-    _, secret = server.create("app")
-
-    async def around_a_revocation() -> ClientKey | None:
-        assert server.authenticate(secret) is not None
-        # As `sserelay keys revoke` in another process: its own SQL, its line in the file.
-        Database(path).writer().execute("UPDATE keys SET revoked_at = 1")
-        with open(server.changes_path, "ab") as changes:
-            changes.write(b"0 1 revoked elsewhere\n")
-        await asyncio.sleep(0)
-        return server.authenticate(secret)
-
-    assert asyncio.run(around_a_revocation()) is None
-
-
-def test_in_an_event_loop_a_revocation_by_another_store_of_this_process_is_seen_at_once(
-    tmp_path: Path,
-) -> None:
-    """Within one loop iteration, a change made by another KeyStore of the same process (its
-    own connection) is seen by the next lookup, without waiting for the next iteration."""
-    path = tmp_path / "keys.sqlite3"
-    server = KeyStore(Database(path))
-    _, secret = server.create("app")
-
-    async def in_one_iteration() -> ClientKey | None:
-        assert server.authenticate(secret) is not None
-        KeyStore(Database(path)).revoke("app")
-        return server.authenticate(secret)
-
-    assert asyncio.run(in_one_iteration()) is None

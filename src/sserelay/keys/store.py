@@ -7,7 +7,6 @@ SHA-256 hashes, not bcrypt"). What a key may do is its `KeyPolicy`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import secrets
@@ -88,9 +87,6 @@ def _row_to_key(row: tuple[Any, ...]) -> ClientKey:
 
 _COLUMNS = "id, name, hint, policy, created_at, revoked_at"
 _REMEMBERED = 1024  # secrets, found or not; past this the cache starts again
-# Key changes announced by this process (`KeyStore._announce`), by any of its stores.
-_announced = [0]
-_get_running_loop = asyncio._get_running_loop
 
 
 class KeyStore:
@@ -104,11 +100,7 @@ class KeyStore:
         # (`_announce`): the remembered answers hold while its size (and inode) and this
         # connection's own changes stay the same.
         self.changes_path = os.fspath(db.path) + ".keys-changed"
-        self._file_state: tuple[sqlite3.Connection, int, int, int, int] | None = None
-        # The changes file's (size, inode) as read in this event-loop iteration
-        # (`_changes_file`), and the loop it was read in.
-        self._stat: tuple[int, int] = (-1, -1)
-        self._stat_loop: asyncio.AbstractEventLoop | None = None
+        self._file_state: tuple[sqlite3.Connection, int, int, int] | None = None
         self._found: dict[bytes, ClientKey | None] = {}
         self._has_live: bool | None = None
 
@@ -117,38 +109,18 @@ class KeyStore:
         forget them). One stat() of the changes file and no SQL: the usage ledger's commits
         to the same database do not make the keys look changed, as `PRAGMA data_version`
         did (docs/decisions.md, "Per-request work, fourth round")."""
-        size, inode = self._changes_file()
-        state = (conn, size, inode, conn.total_changes, _announced[0])
+        try:
+            found = os.stat(self.changes_path)
+            size, inode = found.st_size, found.st_ino
+        except OSError:
+            size = inode = -1
+        state = (conn, size, inode, conn.total_changes)
         if state == self._file_state:
             return True
         self._file_state = state
         self._found.clear()
         self._has_live = None
         return False
-
-    def _changes_file(self) -> tuple[int, int]:
-        """The changes file's size and inode ((-1, -1) if there is none), read at most once
-        per event-loop iteration: under load a stat() costs ~10 µs, twice a /v1/streams
-        stream. A change announced by another process is still seen by every request sent
-        after it: the answer is read after the loop's poll that brought this iteration's
-        requests, and dropped (`call_soon`) before the callbacks of the next poll's run.
-        Changes made in this process bump `_announced`, which `_unchanged` checks too.
-        Outside a running loop (the CLI, the WSGI integrations), every call reads it."""
-        loop = _get_running_loop()
-        if loop is not None and loop is self._stat_loop:
-            return self._stat
-        try:
-            found = os.stat(self.changes_path)
-            stat = found.st_size, found.st_ino
-        except OSError:
-            stat = (-1, -1)
-        if loop is not None:
-            self._stat, self._stat_loop = stat, loop
-            loop.call_soon(self._stat_expired)
-        return stat
-
-    def _stat_expired(self) -> None:
-        self._stat_loop = None
 
     def _announce(self, what: str) -> None:
         """Tell every process using this database (running relays) that the keys changed:
@@ -160,7 +132,6 @@ class KeyStore:
             os.write(fd, line)
         finally:
             os.close(fd)
-        _announced[0] += 1
 
     def _key(self, row: tuple[Any, ...]) -> ClientKey:
         key = _row_to_key(row)
