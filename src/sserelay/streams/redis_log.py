@@ -614,7 +614,10 @@ class RedisStreamLog(StreamLog):
         (everything waiting goes) up to _LAZY_BATCH streams waiting, and shrinks with more,
         so that each call carries about that many."""
         queue, window = self._lazy_queue, self.unfollowed_flush_interval
-        cutoff = now - window + window * min(1.0, _LAZY_BATCH / len(queue)) if queue else now
+        if not queue:
+            return
+        slack = window * min(1.0, _LAZY_BATCH / len(queue))
+        cutoff = now + slack - window  # queued by then: its window ends within the slack
         while queue and (queue[0][0] <= cutoff or queue[0][1].lazy_since != queue[0][0]):
             since, owned = queue.popleft()
             if owned.lazy_since == since:  # else sent already, with a prompt batch
