@@ -154,10 +154,6 @@ def _within(step: RampStep, direct: dict[int, float], profile: Profile) -> bool:
     return not step.failed and added_ms < profile.p99_limit_ms
 
 
-def _repeats(target: Target, profile: Profile) -> int:
-    return min(profile.repeats, target.max_repeats or profile.repeats)
-
-
 def _run_round(
     target: Target, env: BenchEnv, profile: Profile, runs: dict[Load, list[Measurement]],
     log: Log,
@@ -222,10 +218,10 @@ def run_benchmark(profile: Profile, targets: Sequence[Target], log: Log) -> list
         # Rounds: every target once, then again. A drift in what else the shared machine runs
         # then falls on all targets alike, not on whichever ran during it, and nginx's
         # figure, which every ratio divides by, is taken across the whole run.
-        for round_index in range(profile.repeats):
+        for _ in range(profile.repeats):
             for outcome in results:
                 target = outcome.target
-                if outcome.unavailable is None and round_index < _repeats(target, profile):
+                if outcome.unavailable is None:
                     try:
                         _run_round(target, env, profile, runs[target.key], timed_log)
                     except (TargetUnavailable, RuntimeError, subprocess.TimeoutExpired) as exc:
