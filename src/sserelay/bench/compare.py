@@ -34,7 +34,7 @@ from pathlib import Path
 from sserelay.bench.figures import Measurement
 from sserelay.bench.procstat import io_calls
 from sserelay.bench.profiles import Load
-from sserelay.bench.runner import _raise_fd_limit, _warm_up, measure
+from sserelay.bench.runner import measure, raise_fd_limit, warm_up
 from sserelay.bench.targets import TARGETS, BenchEnv, Kind, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
 
@@ -135,7 +135,7 @@ def _run(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Run:
             target, relay_env=(*target.relay_env, ("PYTHONPATH", str(tree.src)))
         )
     with launch(target, env) as running:
-        _warm_up(target, running)
+        warm_up(target, running)
         pids = running.pids()
         reads_before, writes_before = io_calls(pids)
         m: Measurement = measure(target, running, env, load)
@@ -162,7 +162,7 @@ def _line(run: Run) -> str:
 
 def compare(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[Run]:
     """`runs` rounds, each tree once per round in the order given; prints as it goes."""
-    _raise_fd_limit()
+    raise_fd_limit()
     results: list[Run] = []
     upstream_argv = [sys.executable, "-m", "sserelay.bench.stamped_upstream", "--port", "{port}"]
     with ServerProcess(upstream_argv) as upstream:

@@ -32,7 +32,7 @@ from sserelay.bench.profiles import Load, Profile
 from sserelay.bench.targets import BenchEnv, Kind, Running, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
 
-__all__ = ["TargetResult", "run_benchmark"]
+__all__ = ["TargetResult", "measure", "raise_fd_limit", "run_benchmark", "warm_up"]
 
 # A tiny load that opens connections and warms caches before anything is measured; a target
 # that cannot serve it is reported unavailable (e.g. an endpoint that does not exist yet).
@@ -49,7 +49,7 @@ class TargetResult:
     ramp: list[RampStep] = field(default_factory=list)
 
 
-def _raise_fd_limit() -> None:
+def raise_fd_limit() -> None:
     # Each stream costs the relay two sockets; children inherit the raised limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
@@ -71,7 +71,7 @@ def run_loadgen(spec: RequestSpec, load: Load) -> LoadResult:
     return LoadResult.from_json(json.loads(done.stdout))
 
 
-def _warm_up(target: Target, running: Running) -> None:
+def warm_up(target: Target, running: Running) -> None:
     spec = target.request(running.url, _WARM_UP)
     result = run_loadgen(spec, _WARM_UP)
     if result.ok != result.streams:
@@ -161,7 +161,7 @@ def _run_round(
     """One run of each load through `target`, each in a fresh process."""
     for load in profile.loads:
         with launch(target, env) as running:
-            _warm_up(target, running)
+            warm_up(target, running)
             runs[load].append(measure(target, running, env, load))
             log(_describe(target, runs[load][-1]))
 
@@ -170,7 +170,7 @@ def _run_ramp(
     target: Target, env: BenchEnv, profile: Profile, direct_ramp: dict[int, float], log: Log
 ) -> list[RampStep]:
     with launch(target, env) as running:
-        _warm_up(target, running)
+        warm_up(target, running)
         return _ramp(target, running, profile, direct_ramp, log)
 
 
@@ -198,7 +198,7 @@ def run_benchmark(profile: Profile, targets: Sequence[Target], log: Log) -> list
     """Start the upstream, then run every target in turn; direct must be first."""
     if not targets or targets[0].kind is not Kind.DIRECT:
         raise ValueError("the direct target must come first: the others are measured against it")
-    _raise_fd_limit()
+    raise_fd_limit()
     started = time.monotonic()
 
     def timed_log(message: str) -> None:
