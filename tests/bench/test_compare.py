@@ -56,6 +56,24 @@ def test_compare_alternates_this_tree_with_a_revision_and_prints_each_median() -
     assert after == worktrees
 
 
+def test_compare_counts_the_relays_instructions_per_chunk_under_callgrind() -> None:
+    """--instructions runs the relay under callgrind, counting only during the load (not
+    its start or warm-up): a count per chunk for each run and a median."""
+    done = _compare("openai", "2x5@20", "--runs", "1", "--instructions")
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("round 1"))
+    found = re.search(r"this tree: ([\d,]+) instructions per chunk \(([\d,]+) over 10 "
+                      r"chunks\), 2/2 streams", line)  # fmt: skip
+    assert found, line
+    per_chunk, total = (int(found[i].replace(",", "")) for i in (1, 2))
+    assert per_chunk == round(total / 10)
+    # A chunk and its share of two requests: thousands of instructions, not the millions
+    # start-up costs, had the counting begun before the load.
+    assert 1_000 < per_chunk < 2_000_000, line
+    assert re.search(r"this tree: [\d,]+ instructions per chunk \([\d,]+\)$",
+                     done.stdout.split("medians of 1 run(s)\n", 1)[1].strip())  # fmt: skip
+
+
 def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None:
     """A malformed load, an unknown target, another tree for a target that is not sserelay,
     a revision that does not exist, a directory that is no checkout: exit status 2 and one
@@ -68,6 +86,7 @@ def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None
         ("article", "2x3@50", "--against", "no-such-rev"): "'no-such-rev' is not a revision",
         ("article", "2x3@50", "--against-dir", str(tmp_path)): "is not an sserelay checkout",
         ("article", "2x3@50", "--runs", "0"): "--runs must be at least 1",
+        ("nginx", "2x3@50", "--instructions"): "--instructions counts sserelay's",
     }
     for args, words in cases.items():
         done = _compare(*args)

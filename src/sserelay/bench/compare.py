@@ -10,6 +10,12 @@ gives each tree's median. Alternating matters more than the number of runs: the 
 speed drifts by more than most single changes save (docs/decisions.md, "Per-request work,
 fourth round"), and a drift then falls on both trees alike.
 
+`--instructions` runs each relay under valgrind's callgrind instead, counting the
+instructions its user space executes during the load (toggled on after the warm-up), per
+chunk: deterministic where the machine's speed is not, so one run per tree decides a change
+of 1%, but the kernel's part and cache misses are not in it, and the relay runs ~50x slower
+(keep the load light, e.g. 20x60@20).
+
 `--against REV` checks REV out into a temporary git worktree and runs the relay from its
 `src/`. The C extension is taken from this checkout when `_speedups.c` is the same at REV;
 otherwise build it in a checkout of REV (`pip install -e .` there) and pass that checkout
@@ -27,14 +33,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from sserelay.bench.figures import Measurement
 from sserelay.bench.procstat import io_calls
 from sserelay.bench.profiles import Load
-from sserelay.bench.runner import measure, raise_fd_limit, warm_up
+from sserelay.bench.runner import measure, raise_fd_limit, run_loadgen, warm_up
 from sserelay.bench.targets import TARGETS, BenchEnv, Kind, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
 
@@ -43,6 +50,7 @@ __all__ = ["main", "parse_load"]
 _HERE = Path(__file__).resolve().parents[3]  # the checkout this module runs from
 _SPEEDUPS = "src/sserelay/_speedups.c"
 _LOAD = re.compile(r"(\d+)x(\d+)@(\d+(?:\.\d+)?)")
+_CALLGRIND_STARTUP = 300.0  # seconds: the relay starts ~50x slower under valgrind
 
 
 class CompareError(Exception):
@@ -56,6 +64,27 @@ class Tree:
 
 
 @dataclass(slots=True)
+class Counted:
+    tree: Tree
+    instructions: int  # the relay's, during the load (callgrind)
+    chunks: int
+    ok: int
+    streams: int
+
+    @property
+    def figure(self) -> float:
+        return self.instructions / max(1, self.chunks)  # per chunk
+
+    @staticmethod
+    def shown(figure: float, unit: bool = True) -> str:
+        return f"{figure:,.0f}" + (" instructions per chunk" if unit else "")
+
+    def text(self) -> str:
+        return (f"{self.shown(self.figure)} ({self.instructions:,} over {self.chunks:,} "
+                f"chunks), {self.ok}/{self.streams} streams")  # fmt: skip
+
+
+@dataclass(slots=True)
 class Run:
     tree: Tree
     cpu_us: float
@@ -65,6 +94,34 @@ class Run:
     p99_ms: float
     ok: int
     streams: int
+
+    @property
+    def figure(self) -> float:
+        return self.cpu_us
+
+    @staticmethod
+    def shown(figure: float, unit: bool = True) -> str:
+        return f"{figure:7.2f} µs CPU per chunk" if unit else f"{figure:.2f}"
+
+    def text(self) -> str:
+        return (f"{self.shown(self.cpu_us)} ({self.kernel_us:.2f} in the kernel), "
+                f"{self.writes:.3f} writes and {self.reads:.3f} reads per chunk, "
+                f"p99 {self.p99_ms:.2f} ms, {self.ok}/{self.streams} streams")  # fmt: skip
+
+
+class _Result(Protocol):
+    tree: Tree
+
+    @property
+    def figure(self) -> float: ...
+
+    @staticmethod
+    def shown(figure: float, unit: bool = True) -> str: ...
+
+    def text(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_Result)
 
 
 def parse_load(text: str) -> Load:
@@ -130,10 +187,7 @@ def _worktree(rev: str) -> Iterator[Path]:
 
 
 def _run(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Run:
-    if tree.src is not None:
-        target = dataclasses.replace(
-            target, relay_env=(*target.relay_env, ("PYTHONPATH", str(tree.src)))
-        )
+    target = _with_tree(target, tree)
     with launch(target, env) as running:
         warm_up(target, running)
         pids = running.pids()
@@ -154,31 +208,83 @@ def _run(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Run:
     )
 
 
-def _line(run: Run) -> str:
-    return (f"{run.tree.label:>12}: {run.cpu_us:7.2f} µs CPU per chunk ({run.kernel_us:.2f} in "
-            f"the kernel), {run.writes:.3f} writes and {run.reads:.3f} reads per chunk, "
-            f"p99 {run.p99_ms:.2f} ms, {run.ok}/{run.streams} streams")  # fmt: skip
+def _with_tree(target: Target, tree: Tree) -> Target:
+    if tree.src is None:
+        return target
+    return dataclasses.replace(
+        target, relay_env=(*target.relay_env, ("PYTHONPATH", str(tree.src)))
+    )
+
+
+def _count(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Counted:
+    """The relay under callgrind, instrumented only while the load runs."""
+    with tempfile.TemporaryDirectory(prefix="sserelay-callgrind-") as scratch:
+        out = Path(scratch) / "callgrind.out"
+        wrapped = dataclasses.replace(
+            _with_tree(target, tree),
+            relay_wrapper=("valgrind", "--tool=callgrind", "--instr-atstart=no",
+                           f"--callgrind-out-file={out}"),
+            startup_timeout=_CALLGRIND_STARTUP,
+        )  # fmt: skip
+        with launch(wrapped, env) as running:
+            warm_up(wrapped, running)
+            warm_up(wrapped, running)  # the interpreter's specialised code settles
+            pid = str(running.pids()[0])
+            _callgrind_control("-i", "on", pid)
+            result = run_loadgen(wrapped.request(running.url, load), load)
+            _callgrind_control("-i", "off", pid)
+            _callgrind_control("-d", pid)  # the counts so far, to a file of their own
+        totals = [int(line.split()[1]) for part in Path(scratch).glob("callgrind.out*")
+                  for line in part.read_text().splitlines() if line.startswith("totals:")]
+        if not totals:
+            raise CompareError("callgrind wrote no counts (did the relay start under it?)")
+    return Counted(tree, sum(totals), result.chunks, result.ok, result.streams)
+
+
+def _callgrind_control(*args: str) -> None:
+    done = subprocess.run(["callgrind_control", *args], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise CompareError(f"callgrind_control {' '.join(args)} failed: "
+                           f"{(done.stderr or done.stdout).strip()[-300:]}")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _upstream() -> Iterator[BenchEnv]:
+    raise_fd_limit()
+    upstream_argv = [sys.executable, "-m", "sserelay.bench.stamped_upstream", "--port", "{port}"]
+    with ServerProcess(upstream_argv) as upstream:
+        yield BenchEnv(upstream)
+
+
+def _alternate(target: Target, load: Load, trees: Sequence[Tree], runs: int,
+               one: Callable[[Target, Tree, BenchEnv, Load], _R], what: str) -> list[_R]:
+    """`runs` rounds, each tree once per round in the order given; prints as it goes, then
+    each tree's median."""
+    results: list[_R] = []
+    with _upstream() as env:
+        for round_index in range(runs):
+            for tree in trees:
+                result = one(target, tree, env, load)
+                print(f"round {round_index + 1} {tree.label:>12}: {result.text()}", flush=True)
+                results.append(result)
+    print(f"\n{target.title}, {load.label}: {what}medians of {runs} run(s)")
+    for tree in trees:
+        mine = [r for r in results if r.tree is tree]
+        figure = statistics.median(r.figure for r in mine)
+        print(f"{tree.label:>12}: {mine[0].shown(figure)} "
+              f"({', '.join(r.shown(r.figure, unit=False) for r in mine)})")  # fmt: skip
+    return results
 
 
 def compare(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[Run]:
-    """`runs` rounds, each tree once per round in the order given; prints as it goes."""
-    raise_fd_limit()
-    results: list[Run] = []
-    upstream_argv = [sys.executable, "-m", "sserelay.bench.stamped_upstream", "--port", "{port}"]
-    with ServerProcess(upstream_argv) as upstream:
-        env = BenchEnv(upstream)
-        for round_index in range(runs):
-            for tree in trees:
-                run = _run(target, tree, env, load)
-                print(f"round {round_index + 1} {_line(run)}", flush=True)
-                results.append(run)
-    print(f"\n{target.title}, {load.label}: medians of {runs} run(s)")
-    for tree in trees:
-        mine = [r for r in results if r.tree is tree]
-        cpu = statistics.median(r.cpu_us for r in mine)
-        print(f"{tree.label:>12}: {cpu:7.2f} µs CPU per chunk "
-              f"({', '.join(f'{r.cpu_us:.2f}' for r in mine)})")  # fmt: skip
-    return results
+    """The relay's CPU per chunk, alternating the trees."""
+    return _alternate(target, load, trees, runs, _run, "")
+
+
+def count(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[Counted]:
+    """`compare`, counting instructions instead of timing."""
+    return _alternate(target, load, trees, runs, _count, "instructions per chunk, ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="an sserelay checkout (with its C extension built) to compare with",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the relay's instructions under callgrind instead of timing its CPU "
+        "(deterministic; needs valgrind; keep the load light, e.g. 20x60@20)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     try:
         target, load = _target(args.target), parse_load(args.load)
@@ -204,6 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CompareError("--runs must be at least 1")
         if (args.against or args.against_dir) and target.kind is not Kind.SSERELAY:
             raise CompareError(f"{target.key} is not sserelay: there is no other tree to run")
+        if args.instructions and target.kind is not Kind.SSERELAY:
+            raise CompareError(f"{target.key} is not sserelay: --instructions counts sserelay's")
+        if args.instructions and shutil.which("callgrind_control") is None:
+            raise CompareError("--instructions needs valgrind (Debian: apt install valgrind)")
         with contextlib.ExitStack() as stack:
             trees = [Tree("this tree", None)]
             if args.against:
@@ -217,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         _checked_src(args.against_dir.resolve()),
                     )
                 )
-            compare(target, load, trees, args.runs)
+            (count if args.instructions else compare)(target, load, trees, args.runs)
     except (CompareError, TargetUnavailable) as exc:
         print(f"sserelay.bench.compare: {exc}", file=sys.stderr)
         return 2

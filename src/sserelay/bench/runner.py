@@ -32,7 +32,7 @@ from sserelay.bench.profiles import Load, Profile
 from sserelay.bench.targets import BenchEnv, Kind, Running, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
 
-__all__ = ["TargetResult", "measure", "raise_fd_limit", "run_benchmark", "warm_up"]
+__all__ = ["TargetResult", "measure", "raise_fd_limit", "run_benchmark", "run_loadgen", "warm_up"]
 
 # A tiny load that opens connections and warms caches before anything is measured; a target
 # that cannot serve it is reported unavailable (e.g. an endpoint that does not exist yet).

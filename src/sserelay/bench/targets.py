@@ -81,6 +81,9 @@ class Target:
     relay_args: tuple[str, ...] = ()  # extra `sserelay serve` options; "{redis}" is a URL
     nginx_budget: float | None = None  # the limit on CPU per chunk, x nginx's
     relay_env: tuple[tuple[str, str], ...] = ()  # extra environment for `sserelay serve`
+    # A command the relay runs under (e.g. valgrind), and how long it may then take to start.
+    relay_wrapper: tuple[str, ...] = ()
+    startup_timeout: float = 30.0
 
     @property
     def needs_redis(self) -> bool:
@@ -151,7 +154,8 @@ def _relay_argv(target: Target, redis_url: str | None) -> list[str]:
         if "{redis}" in arg and redis_url is not None:
             arg = arg.replace("{redis}", redis_url)
         args.append(arg)
-    return [sys.executable, "-m", "sserelay.cli", "serve", "--port", "{port}", *args]
+    return [*target.relay_wrapper, sys.executable, "-m", "sserelay.cli", "serve",
+            "--port", "{port}", *args]  # fmt: skip
 
 
 def _start_redis(stack: contextlib.ExitStack) -> RedisServer:
@@ -201,7 +205,8 @@ def launch(target: Target, env: BenchEnv) -> Iterator[Running]:
         else:
             argv = _relay_argv(target, None)
         server = stack.enter_context(contextlib.closing(
-            _started(ServerProcess(argv, env={**env.relay_env(), **dict(target.relay_env)}))
+            _started(ServerProcess(argv, env={**env.relay_env(), **dict(target.relay_env)},
+                                   startup_timeout=target.startup_timeout))
         ))  # fmt: skip
         pid = server.proc.pid
         yield Running(server.url, lambda: [pid], helpers)
