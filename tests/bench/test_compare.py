@@ -74,6 +74,25 @@ def test_compare_counts_the_relays_instructions_per_chunk_under_callgrind() -> N
                      done.stdout.split("medians of 1 run(s)\n", 1)[1].strip())  # fmt: skip
 
 
+def test_compare_samples_where_the_relays_cpu_goes_by_object_and_by_function() -> None:
+    """--samples measures as usual and samples the relay with perf during the load: its
+    rounds read as without it, then µs per chunk by shared object (largest first, the
+    kernel's system calls among them) and by function, each row named."""
+    done = _compare("openai", "4x20@50", "--runs", "1", "--samples")
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("round 1"))
+    assert re.search(_FIGURES.replace("2/2", "4/4"), line), line
+    tables = done.stdout.split("where the relay's CPU went, µs per chunk", 1)[1]
+    by_object, by_function = tables.split("by shared object:", 1)[1].split("by function:")
+    rows = re.findall(r"^ +(\d+\.\d{3})  (\S.*)$", by_object, re.MULTILINE)
+    assert rows, by_object
+    figures = [float(figure) for figure, _ in rows]
+    assert figures == sorted(figures, reverse=True) and sum(figures) > 0, rows
+    assert "[kernel.kallsyms]" in [name for _, name in rows], rows
+    functions = re.findall(r"^ +\d+\.\d{3}  (\S+) \[[k.]\] (\S.*)$", by_function, re.MULTILINE)
+    assert functions and any(name == "[kernel.kallsyms]" for name, _ in functions), by_function
+
+
 def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None:
     """A malformed load, an unknown target, another tree for a target that is not sserelay,
     a revision that does not exist, a directory that is no checkout: exit status 2 and one
@@ -87,6 +106,7 @@ def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None
         ("article", "2x3@50", "--against-dir", str(tmp_path)): "is not an sserelay checkout",
         ("article", "2x3@50", "--runs", "0"): "--runs must be at least 1",
         ("nginx", "2x3@50", "--instructions"): "--instructions counts sserelay's",
+        ("article", "2x3@50", "--instructions", "--samples"): "one at a time",
     }
     for args, words in cases.items():
         done = _compare(*args)

@@ -16,6 +16,13 @@ chunk: deterministic where the machine's speed is not, so one run per tree decid
 of 1%, but the kernel's part and cache misses are not in it, and the relay runs ~50x slower
 (keep the load light, e.g. 20x60@20).
 
+`--samples` runs the relay as usual and samples where its CPU time goes with `perf record`
+(`cpu-clock` at 4 kHz, switched on for the load only), then prints each tree's µs per chunk
+by shared object and by function, kernel included: what instructions cannot show, a
+chunk's cost in cache misses and system calls (docs/decisions.md, "Three full runs of the
+same relay"). The sampling costs the relay some CPU itself: compare trees that both ran
+under it, not with runs without it.
+
 `--against REV` checks REV out into a temporary git worktree and runs the relay from its
 `src/`. The C extension is taken from this checkout when `_speedups.c` is the same at REV;
 otherwise build it in a checkout of REV (`pip install -e .` there) and pass that checkout
@@ -25,10 +32,14 @@ with `--against-dir`.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
+import os
 import re
+import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -51,6 +62,9 @@ _HERE = Path(__file__).resolve().parents[3]  # the checkout this module runs fro
 _SPEEDUPS = "src/sserelay/_speedups.c"
 _LOAD = re.compile(r"(\d+)x(\d+)@(\d+(?:\.\d+)?)")
 _CALLGRIND_STARTUP = 300.0  # seconds: the relay starts ~50x slower under valgrind
+_PERF_HZ = 4000  # cpu-clock samples per second of the relay's CPU time
+_PERF_ACK = 30.0  # seconds perf may take to answer a control command
+_SYMBOLS = 25  # functions listed under --samples
 
 
 class CompareError(Exception):
@@ -94,6 +108,7 @@ class Run:
     p99_ms: float
     ok: int
     streams: int
+    chunks: int
 
     @property
     def figure(self) -> float:
@@ -107,6 +122,26 @@ class Run:
         return (f"{self.shown(self.cpu_us)} ({self.kernel_us:.2f} in the kernel), "
                 f"{self.writes:.3f} writes and {self.reads:.3f} reads per chunk, "
                 f"p99 {self.p99_ms:.2f} ms, {self.ok}/{self.streams} streams")  # fmt: skip
+
+
+@dataclass(slots=True)
+class Sampled:
+    """A `Run` under `perf record`, with where its CPU went."""
+
+    tree: Tree
+    run: Run
+    symbols: dict[tuple[str, str], float]  # (shared object, function): µs per chunk
+
+    @property
+    def figure(self) -> float:
+        return self.run.cpu_us
+
+    @staticmethod
+    def shown(figure: float, unit: bool = True) -> str:
+        return Run.shown(figure, unit)
+
+    def text(self) -> str:
+        return self.run.text()
 
 
 class _Result(Protocol):
@@ -186,14 +221,18 @@ def _worktree(rev: str) -> Iterator[Path]:
         shutil.rmtree(path.parent, ignore_errors=True)
 
 
-def _run(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Run:
+def _run(target: Target, tree: Tree, env: BenchEnv, load: Load,
+         during: Callable[[list[int]], contextlib.AbstractContextManager[None]] | None = None,
+         ) -> Run:  # fmt: skip
+    """One measured load on a fresh relay; `during(pids)` wraps the load itself."""
     target = _with_tree(target, tree)
     with launch(target, env) as running:
         warm_up(target, running)
         pids = running.pids()
-        reads_before, writes_before = io_calls(pids)
-        m: Measurement = measure(target, running, env, load)
-        reads_after, writes_after = io_calls(pids)
+        with during(pids) if during is not None else contextlib.nullcontext():
+            reads_before, writes_before = io_calls(pids)
+            m: Measurement = measure(target, running, env, load)
+            reads_after, writes_after = io_calls(pids)
     reads, writes = reads_after - reads_before, writes_after - writes_before
     chunks = max(1, m.result.chunks)
     return Run(
@@ -205,7 +244,96 @@ def _run(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Run:
         p99_ms=m.result.latency_us.get("p99", 0.0) / 1000,
         ok=m.result.ok,
         streams=m.result.streams,
+        chunks=m.result.chunks,
     )
+
+
+def _sample(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Sampled:
+    """`_run` with the relay's processes sampled by perf during the load."""
+    with tempfile.TemporaryDirectory(prefix="sserelay-perf-") as scratch:
+        data = Path(scratch) / "perf.data"
+        run = _run(target, tree, env, load, lambda pids: _perf_record(data, pids))
+        counts = _perf_counts(data)
+    per_sample = 1e6 / _PERF_HZ / max(1, run.chunks)  # µs of CPU per chunk
+    return Sampled(tree, run, {key: n * per_sample for key, n in counts.items()})
+
+
+@contextlib.contextmanager
+def _perf_record(data: Path, pids: list[int]) -> Iterator[None]:
+    """perf attached to `pids` from the start, sampling only inside the block: it starts
+    disabled and is switched on and off through its control FIFO, each switch acknowledged,
+    as callgrind_control toggles callgrind."""
+    fifos = Path(tempfile.mkdtemp(prefix="sserelay-perfctl-"))
+    control, ack = fifos / "control", fifos / "ack"
+    os.mkfifo(control)
+    os.mkfifo(ack)
+    # Read-write opens do not wait for the other end; perf opens its ends as it starts.
+    control_fd, ack_fd = os.open(control, os.O_RDWR), os.open(ack, os.O_RDWR)
+    perf = subprocess.Popen(
+        ["perf", "record", "--quiet", "-e", "cpu-clock", "-F", str(_PERF_HZ), "-D", "-1",
+         f"--control=fifo:{control},{ack}", "-p", ",".join(map(str, pids)), "-o", str(data)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+    def tell(command: str) -> None:
+        os.write(control_fd, f"{command}\n".encode())
+        for _ in range(int(_PERF_ACK / 0.1)):  # perf may have exited instead (no permission)
+            if select.select([ack_fd], [], [], 0.1)[0]:
+                if b"ack" in os.read(ack_fd, 64):
+                    return
+                break
+            if perf.poll() is not None:
+                break
+        perf.kill()
+        perf.wait()
+        raise CompareError(f"perf did not acknowledge {command!r}: {_stderr_tail(perf)}")
+
+    try:
+        tell("enable")
+        yield
+        tell("disable")
+        perf.send_signal(signal.SIGINT)  # perf writes its file, then dies of the signal
+        try:
+            perf.wait(timeout=_PERF_ACK)
+        except subprocess.TimeoutExpired:
+            perf.kill()
+        if perf.returncode not in (0, -signal.SIGINT) or not data.is_file():
+            raise CompareError(f"perf record failed: {_stderr_tail(perf)}")
+    finally:
+        if perf.poll() is None:
+            perf.kill()
+            perf.wait()
+        os.close(control_fd)
+        os.close(ack_fd)
+        shutil.rmtree(fifos, ignore_errors=True)
+
+
+def _stderr_tail(process: subprocess.Popen[bytes]) -> str:
+    if process.poll() is None or process.stderr is None:
+        return "(still running)"
+    return process.stderr.read().decode(errors="replace").strip()[-300:] or "(nothing said)"
+
+
+def _perf_counts(data: Path) -> collections.Counter[tuple[str, str]]:
+    """Samples per (shared object, function) in a perf.data; a function perf could not name
+    counts under its object as `?`."""
+    done = subprocess.run(
+        ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,sym",
+         "-F", "sample,dso,sym", "--quiet"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise CompareError(f"perf report failed: {done.stderr.strip()[-300:]}")
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    for line in done.stdout.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) < 3 or not parts[0].isdigit():
+            continue
+        symbol = parts[2].strip()
+        if re.fullmatch(r"\[.\] 0x[0-9a-f]+", symbol):
+            symbol = "[.] ?"
+        counts[parts[1], symbol] += int(parts[0])
+    return counts
 
 
 def _with_tree(target: Target, tree: Tree) -> Target:
@@ -282,6 +410,50 @@ def compare(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> lis
     return _alternate(target, load, trees, runs, _run, "")
 
 
+def sample(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[Sampled]:
+    """`compare` under perf, then where each tree's CPU went per chunk: by shared object,
+    then the functions that differ most between the trees (with one tree, the largest)."""
+    results = _alternate(target, load, trees, runs, _sample, "")
+    by_object: dict[str, list[dict[tuple[str, str], float]]] = {}
+    for tree in trees:
+        mine = [r for r in results if r.tree is tree]
+        objects: list[dict[tuple[str, str], float]] = []
+        for r in mine:
+            run_objects: dict[tuple[str, str], float] = collections.defaultdict(float)
+            for (shared_object, _), us in r.symbols.items():
+                run_objects[shared_object, ""] += us
+            objects.append(run_objects)
+        by_object[tree.label] = objects
+    symbols = {tree.label: [r.symbols for r in results if r.tree is tree] for tree in trees}
+    print(f"\nwhere the relay's CPU went, µs per chunk (perf cpu-clock samples at {_PERF_HZ} "
+          f"Hz, medians of {runs} run(s)):")  # fmt: skip
+    _print_table("by shared object", by_object, None)
+    _print_table("by function", symbols, _SYMBOLS)
+    return results
+
+
+def _print_table(title: str, runs_by_tree: dict[str, list[dict[tuple[str, str], float]]],
+                 top: int | None) -> None:  # fmt: skip
+    labels = list(runs_by_tree)
+    keys = {key for runs in runs_by_tree.values() for run in runs for key in run}
+    medians = {label: {key: statistics.median(run.get(key, 0.0) for run in runs)
+                       for key in keys}
+               for label, runs in runs_by_tree.items()}  # fmt: skip
+    first = medians[labels[0]]
+    other = medians[labels[1]] if len(labels) > 1 else None
+    if other is None:
+        rows = sorted(keys, key=lambda key: -first[key])
+    else:
+        rows = sorted(keys, key=lambda key: (-abs(first[key] - other[key]), -first[key]))
+    head = "".join(f"{label[:12]:>13}" for label in labels)
+    print(f"\n  {title}:\n{head}" + (f"{'difference':>13}" if other is not None else ""))
+    for key in rows[:top]:
+        cells = "".join(f"{medians[label][key]:13.3f}" for label in labels)
+        if other is not None:
+            cells += f"{first[key] - other[key]:+13.3f}"
+        print(f"{cells}  {' '.join(part for part in key if part)}")
+
+
 def count(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[Counted]:
     """`compare`, counting instructions instead of timing."""
     return _alternate(target, load, trees, runs, _count, "instructions per chunk, ")
@@ -309,6 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="count the relay's instructions under callgrind instead of timing its CPU "
         "(deterministic; needs valgrind; keep the load light, e.g. 20x60@20)",
     )
+    parser.add_argument(
+        "--samples",
+        action="store_true",
+        help="also sample where the relay's CPU goes with perf (needs perf; by shared object "
+        "and by function, kernel included)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     try:
         target, load = _target(args.target), parse_load(args.load)
@@ -320,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CompareError(f"{target.key} is not sserelay: --instructions counts sserelay's")
         if args.instructions and shutil.which("callgrind_control") is None:
             raise CompareError("--instructions needs valgrind (Debian: apt install valgrind)")
+        if args.instructions and args.samples:
+            raise CompareError("--instructions and --samples measure differently: one at a "
+                               "time")  # fmt: skip
+        if args.samples and shutil.which("perf") is None:
+            raise CompareError("--samples needs perf (Debian: apt install linux-perf)")
         with contextlib.ExitStack() as stack:
             trees = [Tree("this tree", None)]
             if args.against:
@@ -333,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         _checked_src(args.against_dir.resolve()),
                     )
                 )
-            (count if args.instructions else compare)(target, load, trees, args.runs)
+            measured = count if args.instructions else sample if args.samples else compare
+            measured(target, load, trees, args.runs)
     except (CompareError, TargetUnavailable) as exc:
         print(f"sserelay.bench.compare: {exc}", file=sys.stderr)
         return 2
