@@ -11,14 +11,21 @@ import pytest
 from sserelay.bench.procstat import cpu_ns, cpu_split, io_calls, ns_count_is_whole
 
 # Says "ready", burns CPU when told (in its main thread, or in a thread that then ends),
-# says "done", and waits to be read.
+# says "done", and waits to be read. The thread is started before "ready", so the first
+# reading sees it, and is gone from /proc before "done": a joined thread's task can linger
+# there for a moment, and the second reading would then still count it.
 _WORK = (
-    "import sys, threading\n"
+    "import os, sys, threading, time\n"
     "def burn():\n"
     "    sum(range(20_000_000))\n"
+    "go = threading.Event()\n"
+    "if sys.argv[1] == 'thread':\n"
+    "    t = threading.Thread(target=lambda: (go.wait(), burn())); t.start()\n"
     "print('ready', flush=True); sys.stdin.readline()\n"
     "if sys.argv[1] == 'thread':\n"
-    "    t = threading.Thread(target=burn); t.start(); t.join()\n"
+    "    go.set(); t.join()\n"
+    "    while len(os.listdir('/proc/self/task')) > 1:\n"
+    "        time.sleep(0.001)\n"
     "else:\n"
     "    burn()\n"
     "print('done', flush=True); sys.stdin.read()\n"
@@ -56,6 +63,7 @@ def test_the_nanoseconds_are_not_taken_when_a_working_thread_ended() -> None:
     hold it (as Flask's per-request threads), so the nanoseconds are not taken."""
     ticks, ns, before, after = _readings_around_work("thread")
     assert ticks > 0.1  # the ended thread's work, which the ticks keep
+    assert len(before) == 2 and len(after) == 1, (before, after)
     assert not ns_count_is_whole(ticks, ns, before, after)
 
 
