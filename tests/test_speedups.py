@@ -546,6 +546,83 @@ def test_a_log_stream_appends_counts_wakes_and_tells_each_listener(base: Any) ->
     assert (kept, stream.last_seq, len(woken)) == ([b"a", b"b", b"c"], 3, 1)
 
 
+@pytest.mark.parametrize(("base", "tally_type"), [(_speedups.LogStream, _speedups.Tally),
+                                                   (speedups.LogStream_py, speedups.Tally_py)])
+def test_a_log_stream_with_a_pending_list_queues_counts_tells_once_and_refuses_at_the_tally(
+    base: Any, tally_type: Any
+) -> None:
+    """The Redis log's producer copy: each payload is also queued in `pending` and counted
+    in the tally its streams share; `on_pending` hears when a stream's queue starts (not on
+    every payload); at the tally's limit every stream sharing it refuses, keeping nothing."""
+    from sserelay.streams import Entry
+
+    class Stream(base):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+        def _refuse(self) -> int:
+            raise LookupError("refused")
+
+    tally = tally_type(3)
+    told: list[object] = []
+    streams = [Stream([], Entry, lambda waiters: None) for _ in range(2)]
+    for stream in streams:
+        stream.pending, stream.tally, stream.on_pending = [], tally, told.append
+    first, second = streams
+    heard: list[object] = []
+    first.listeners.append(heard.append)
+    assert [first.append(b"a"), first.append(b"b")] == [1, 2]
+    assert (first.pending, tally.count, told) == ([b"a", b"b"], 2, [first])
+    assert heard == [Entry(1, b"a"), Entry(2, b"b")]
+    first.pending, tally.count = [], 0  # the writer takes them
+    assert [first.append(b"c"), second.append(b"x"), first.append(b"d")] == [3, 1, 4]
+    assert told == [first, first, second] and tally.count == 3
+    for stream in streams:
+        with pytest.raises(LookupError, match="refused"):
+            stream.append(b"too many")
+    assert (first.entries, first.pending, first.last_seq) == ([b"a", b"b", b"c", b"d"],
+                                                              [b"c", b"d"], 4)  # fmt: skip
+    assert (second.pending, tally.count, heard[-1]) == ([b"x"], 3, Entry(4, b"d"))
+    tally.count = 2
+    assert second.append(b"y") == 2 and tally.count == 3
+
+
+@pytest.mark.parametrize(("base", "tally_type"), [(_speedups.LogStream, _speedups.Tally),
+                                                   (speedups.LogStream_py, speedups.Tally_py)])
+def test_a_log_stream_whose_on_pending_raises_keeps_the_payload_and_says_so(
+    base: Any, tally_type: Any
+) -> None:
+    """An error from `on_pending` reaches the producer, the payload kept and queued: its
+    seq counted, as an append that raised after keeping it always was."""
+    from sserelay.streams import Entry
+
+    def broken(stream: object) -> None:
+        raise RuntimeError("no writer")
+
+    stream = base([], Entry, lambda waiters: None)
+    stream.pending, stream.tally, stream.on_pending = [], tally_type(10), broken
+    with pytest.raises(RuntimeError, match="no writer"):
+        stream.append(b"a")
+    assert (stream.entries, stream.pending, stream.last_seq, stream.tally.count) == (
+        [b"a"], [b"a"], 1, 1)  # fmt: skip
+
+
+def test_a_compiled_log_stream_says_what_its_pending_and_tally_must_be() -> None:
+    """The members are writable: a wrong kind of value is a TypeError in words, not a
+    crash, and nothing is kept."""
+    from sserelay.streams import Entry
+
+    stream = _speedups.LogStream([], Entry, lambda waiters: None)
+    stream.tally = object()
+    with pytest.raises(TypeError, match="tally is a Tally or None"):
+        stream.append(b"a")
+    stream.tally, stream.pending = None, ()
+    with pytest.raises(TypeError, match="pending is a list or None"):
+        stream.append(b"a")
+    assert (stream.entries, stream.last_seq) == ([], 0)
+    stream.pending = None
+    assert stream.append(b"b") == 1
+
+
 # A garbage collection while `append` makes the entry runs a finalizer that unsubscribes
 # the only listener (as a collected follower's `finally` would); run in a child process,
 # since the bug this pins was a segfault (a stale listener count, then a freed listener).

@@ -1393,9 +1393,55 @@ static PyType_Spec decoder_state_spec = {
     .slots = decoder_state_slots,
 };
 
+/* speedups.Tally: a count shared by many LogStreams and the limit past which their appends
+ * are refused (the Redis log's entries queued for Redis, over all its streams). */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t count;
+    Py_ssize_t limit;
+} Tally;
+
+static PyObject *TALLY_TYPE; /* set when the module is made: LogStream checks its tally's type */
+
+static int
+tally_init(Tally *self, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "n:Tally", &limit)) {
+        return -1;
+    }
+    self->count = 0;
+    self->limit = limit;
+    return 0;
+}
+
+static PyMemberDef tally_members[] = {
+    {"count", T_PYSSIZET, offsetof(Tally, count), 0, "Counted so far (less what was taken)."},
+    {"limit", T_PYSSIZET, offsetof(Tally, limit), 0, "At or past it, appends are refused."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot tally_slots[] = {
+    {Py_tp_doc, "A shared count and its limit (see sserelay.speedups.Tally_py)."},
+    {Py_tp_init, tally_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_members, tally_members},
+    {0, NULL},
+};
+
+static PyType_Spec tally_spec = {
+    .name = "sserelay._speedups.Tally",
+    .basicsize = sizeof(Tally),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = tally_slots,
+};
+
 /* speedups.LogStream: a memory log stream's append, for a producer that pushes: the payload
  * kept, the seq counted, parked followers woken and each listener handed the Entry, in one
- * C call. The subclass's `_refuse` raises for a stream that has ended. */
+ * C call. The subclass's `_refuse` raises for a stream that has ended. A stream that also
+ * queues its payloads for elsewhere (the Redis log's producer copy) has a `pending` list, a
+ * shared `tally` of what is pending over all streams, refused at its limit, and an
+ * `on_pending` called with the stream when its pending list stops being empty. */
 typedef struct {
     PyObject_HEAD
     PyObject *entries;
@@ -1405,6 +1451,9 @@ typedef struct {
     PyObject *ending;
     PyObject *waiters;
     PyObject *listeners;
+    PyObject *pending;    /* a list, or None */
+    PyObject *tally;      /* a Tally, or None */
+    PyObject *on_pending; /* a callable, or None */
     Py_ssize_t last_seq;
 } LogStream;
 
@@ -1440,6 +1489,9 @@ log_stream_init(LogStream *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->ending, Py_NewRef(Py_None));
     Py_XSETREF(self->waiters, waiters);
     Py_XSETREF(self->listeners, listeners);
+    Py_XSETREF(self->pending, Py_NewRef(Py_None));
+    Py_XSETREF(self->tally, Py_NewRef(Py_None));
+    Py_XSETREF(self->on_pending, Py_NewRef(Py_None));
     self->last_seq = 0;
     return 0;
 }
@@ -1454,6 +1506,9 @@ log_stream_traverse(LogStream *self, visitproc visit, void *arg)
     Py_VISIT(self->ending);
     Py_VISIT(self->waiters);
     Py_VISIT(self->listeners);
+    Py_VISIT(self->pending);
+    Py_VISIT(self->tally);
+    Py_VISIT(self->on_pending);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -1468,6 +1523,9 @@ log_stream_clear(LogStream *self)
     Py_CLEAR(self->ending);
     Py_CLEAR(self->waiters);
     Py_CLEAR(self->listeners);
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->tally);
+    Py_CLEAR(self->on_pending);
     return 0;
 }
 
@@ -1506,6 +1564,59 @@ log_stream_lists_ok(LogStream *self)
     return 1;
 }
 
+/* The stream's tally, or NULL for none (None), or NULL with an exception: the members are
+ * writable, so each use checks what they hold. */
+static Tally *
+log_stream_tally(LogStream *self)
+{
+    PyObject *tally = self->tally;
+    if (tally == NULL || tally == Py_None) {
+        return NULL;
+    }
+    if (TALLY_TYPE == NULL || !Py_IS_TYPE(tally, (PyTypeObject *)TALLY_TYPE)) {
+        PyErr_SetString(PyExc_TypeError, "a LogStream's tally is a Tally or None");
+        return NULL;
+    }
+    return (Tally *)tally;
+}
+
+/* Queue the payload in `pending` as well, if the stream has one: counted in the tally, and
+ * `on_pending(stream)` told when the list was empty. 0, or -1 with an exception. */
+static int
+log_stream_queue(LogStream *self, PyObject *payload)
+{
+    PyObject *pending = self->pending;
+    if (pending == NULL || pending == Py_None) {
+        return 0;
+    }
+    if (!PyList_Check(pending)) {
+        PyErr_SetString(PyExc_TypeError, "a LogStream's pending is a list or None");
+        return -1;
+    }
+    int was_empty = PyList_GET_SIZE(pending) == 0;
+    if (PyList_Append(pending, payload) < 0) {
+        return -1;
+    }
+    Tally *tally = log_stream_tally(self);
+    if (tally != NULL) {
+        tally->count++;
+    } else if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *on_pending = self->on_pending;
+    if (!was_empty || on_pending == NULL || on_pending == Py_None) {
+        return 0;
+    }
+    Py_INCREF(on_pending); /* held across the call, which may replace the member */
+    PyObject *told = PyObject_CallOneArg(on_pending, (PyObject *)self);
+    Py_DECREF(on_pending);
+    if (told == NULL) {
+        return -1;
+    }
+    Py_DECREF(told);
+    return 0;
+}
+
 static PyObject *
 log_stream_append(LogStream *self, PyObject *payload)
 {
@@ -1515,6 +1626,17 @@ log_stream_append(LogStream *self, PyObject *payload)
     }
     if (self->ending != Py_None) {
         return PyObject_CallMethodNoArgs((PyObject *)self, REFUSE);
+    }
+    Tally *tally = log_stream_tally(self);
+    if (tally == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (tally != NULL && tally->count >= tally->limit) {
+        return PyObject_CallMethodNoArgs((PyObject *)self, REFUSE);
+    }
+    if (self->pending != NULL && self->pending != Py_None && !PyList_Check(self->pending)) {
+        PyErr_SetString(PyExc_TypeError, "a LogStream's pending is a list or None");
+        return NULL; /* before anything is kept (log_stream_queue checks again after) */
     }
     PyObject *kept = PyObject_CallOneArg(self->entries_append, payload);
     if (kept == NULL) {
@@ -1526,6 +1648,10 @@ log_stream_append(LogStream *self, PyObject *payload)
     if (seq == NULL) {
         return NULL;
     }
+    if (log_stream_queue(self, payload) < 0) {
+        goto error;
+    }
+    /* The calls above may have run Python, which may have replaced the members. */
     if (!log_stream_lists_ok(self)) {
         goto error;
     }
@@ -1601,6 +1727,12 @@ static PyMemberDef log_stream_members[] = {
     {"waiters", T_OBJECT_EX, offsetof(LogStream, waiters), 0, "Parked followers' futures."},
     {"listeners", T_OBJECT_EX, offsetof(LogStream, listeners), 0, "Pushed followers."},
     {"last_seq", T_PYSSIZET, offsetof(LogStream, last_seq), 0, "The last seq appended."},
+    {"pending", T_OBJECT_EX, offsetof(LogStream, pending), 0,
+     "Payloads queued for elsewhere, or None: not queued."},
+    {"tally", T_OBJECT_EX, offsetof(LogStream, tally), 0,
+     "The Tally of pending payloads over all streams (refused at its limit), or None."},
+    {"on_pending", T_OBJECT_EX, offsetof(LogStream, on_pending), 0,
+     "Called with the stream when `pending` stops being empty, or None."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1944,6 +2076,9 @@ add_type(PyObject *module, PyType_Spec *spec, const char *name)
         return -1;
     }
     int added = PyModule_AddObjectRef(module, name, type);
+    if (added == 0 && spec == &tally_spec) {
+        Py_XSETREF(TALLY_TYPE, Py_NewRef(type));
+    }
     Py_DECREF(type);
     return added;
 }
@@ -1976,6 +2111,7 @@ speedups_exec(PyObject *module)
         || add_type(module, &template_text_spec, "TemplateText") < 0
         || add_type(module, &decoder_state_spec, "DecoderState") < 0
         || add_type(module, &log_stream_spec, "LogStream") < 0
+        || add_type(module, &tally_spec, "Tally") < 0
         || add_type(module, &counted_append_spec, "CountedAppend") < 0
         || add_type(module, &plain_pass_spec, "PlainPass") < 0) {
         return -1;

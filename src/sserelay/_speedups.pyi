@@ -45,12 +45,20 @@ class DecoderState:
     max_line_bytes: int
     def take_data_line(self, chunk: bytes, /) -> bytes | None: ...
 
+class Tally:
+    count: int
+    limit: int
+    def __init__(self, limit: int, /) -> None: ...
+
 class LogStream:
     entries: Any
     ending: Any
     waiters: list[Any]
     listeners: list[Any]
     last_seq: int
+    pending: list[bytes] | None
+    tally: Tally | None
+    on_pending: Any
     def __init__(self, entries: Any, entry_type: type, wake: Any, /) -> None: ...
     def append(self, payload: bytes, /) -> int: ...
 

@@ -17,8 +17,8 @@ from typing import Any
 
 __all__ = [
     "COMPILED", "ChunkWriter", "CountedAppend", "DecoderState", "EntryTail", "Forward",
-    "Guarded", "LogStream", "PlainPass", "Retained", "TemplateText", "between", "http_chunk",
-    "http_entry",
+    "Guarded", "LogStream", "PlainPass", "Retained", "Tally", "TemplateText", "between",
+    "http_chunk", "http_entry",
     "one_data_line", "plain_ascii_text", "plain_event", "resp_command", "usage_present",
 ]  # fmt: skip
 
@@ -311,14 +311,30 @@ class DecoderState_py:
         return line
 
 
+class Tally_py:
+    """A count shared by many `LogStream`s (`count`) and the `limit` at which their appends
+    are refused: the Redis log's entries queued for Redis, over all its streams."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.count, self.limit = 0, limit
+
+
 class LogStream_py:
     """A memory log stream's `append` (streams/memory_log.py): unless the stream has ended
     (`ending` is not None: the subclass's `_refuse` raises), the payload goes into
     `entries`, `last_seq` counts it, parked followers (`waiters`) are woken with `wake`,
     and each pushed follower (`listeners`, copied first when there are several) is handed
-    an `entry_type` of (seq, payload). Returns the seq."""
+    an `entry_type` of (seq, payload). Returns the seq.
 
-    __slots__ = ("_entry_type", "_wake", "ending", "entries", "last_seq", "listeners", "waiters")
+    A stream that also queues its payloads for elsewhere (the Redis log's producer copy)
+    has a `pending` list: each payload goes there too, counted in the `tally` shared by all
+    such streams (at its limit, `_refuse` is called instead), and `on_pending(stream)` is
+    told when the list stops being empty. None for each, as made, queues nothing."""
+
+    __slots__ = ("_entry_type", "_wake", "ending", "entries", "last_seq", "listeners",
+                 "on_pending", "pending", "tally", "waiters")  # fmt: skip
 
     def __init__(self, entries: Any, entry_type: type, wake: Any) -> None:
         self.entries, self._entry_type, self._wake = entries, entry_type, wake
@@ -326,12 +342,25 @@ class LogStream_py:
         self.waiters: list[Any] = []
         self.listeners: list[Any] = []
         self.last_seq = 0
+        self.pending: list[bytes] | None = None
+        self.tally: Any = None
+        self.on_pending: Any = None
 
     def append(self, payload: bytes, /) -> int:
         if self.ending is not None:
             return self._refuse()  # type: ignore[attr-defined,no-any-return]
+        tally = self.tally
+        if tally is not None and tally.count >= tally.limit:
+            return self._refuse()  # type: ignore[attr-defined,no-any-return]
         self.entries.append(payload)
         seq = self.last_seq = self.last_seq + 1
+        pending = self.pending
+        if pending is not None:
+            pending.append(payload)
+            if self.tally is not None:
+                self.tally.count += 1
+            if len(pending) == 1 and self.on_pending is not None:
+                self.on_pending(self)
         if self.waiters:
             self._wake(self.waiters)
         listeners = self.listeners
@@ -408,6 +437,7 @@ try:
         LogStream,
         PlainPass,
         Retained,
+        Tally,
         TemplateText,
         between,
         http_chunk,
@@ -425,6 +455,7 @@ except ImportError:  # not built here: the definitions above, a few hundred ns s
     EntryTail, Retained = EntryTail_py, Retained_py  # type: ignore[assignment,misc]
     TemplateText = TemplateText_py  # type: ignore[assignment,misc]
     DecoderState, LogStream = DecoderState_py, LogStream_py  # type: ignore[assignment,misc]
+    Tally = Tally_py  # type: ignore[assignment,misc]
     CountedAppend, PlainPass = CountedAppend_py, PlainPass_py  # type: ignore[assignment,misc]
     between, http_chunk, http_entry = between_py, http_chunk_py, http_entry_py
     one_data_line, plain_ascii_text = one_data_line_py, plain_ascii_text_py

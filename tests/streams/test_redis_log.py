@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import secrets
 import subprocess
 import sys
@@ -572,13 +571,14 @@ def _lazy_log(names: str) -> tuple[RedisStreamLog, _Clock, dict[str, _Owned]]:
     log._work = asyncio.Event()
     owned = {}
     for name in names:
-        owned[name] = log._owned[name] = _Owned(name, _Keys(log.prefix, name), 100, False, {})
+        owned[name] = log._owned[name] = _Owned(name, _Keys(log.prefix, name), 100, False, {},
+                                                log._tally, log._pending)  # fmt: skip
     return log, clock, owned
 
 
 def _queue(log: RedisStreamLog, clock: _Clock, owned: _Owned, at: float) -> None:
     clock.now = at
-    log._queue(math.inf, owned, b"x")
+    owned.mirror.append(b"x")
 
 
 def _lazy_flush(log: RedisStreamLog, at: float) -> set[str]:
@@ -587,7 +587,7 @@ def _lazy_flush(log: RedisStreamLog, at: float) -> set[str]:
     batch, log._dirty = log._dirty, {}
     log._take_lazy(batch, at)
     for each in batch.values():
-        each.pending, each.lazy_since = [], None
+        each.mirror.pending, each.lazy_since = [], None
     return set(batch)
 
 

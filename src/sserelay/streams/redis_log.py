@@ -65,7 +65,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import math
 import secrets
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -76,7 +75,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..deadline import deadline
-from ..speedups import LogStream, resp_command
+from ..speedups import LogStream, Tally, resp_command
 from .log import (
     MOVED,
     End,
@@ -210,14 +209,15 @@ class _Keys:
 
 
 class _Owned:
-    """What the producing instance keeps per live stream: the seq counter and the queue."""
+    """What the producing instance keeps per live stream: its copy (`mirror`), which also
+    counts the seqs and queues the entries for Redis, and what the writer needs to know."""
 
-    __slots__ = ("cancel_requested", "cancel_waiters", "end", "ended", "failure", "keys",
-                 "lazy_since", "meta", "mirror", "next_seq", "pending", "prompt",
-                 "stream_id")  # fmt: skip
+    __slots__ = ("_ended", "_failure", "cancel_requested", "cancel_waiters", "end", "keys",
+                 "lazy_since", "meta", "mirror", "prompt", "stream_id")  # fmt: skip
 
     def __init__(self, stream_id: str, keys: _Keys, max_entries: int, prompt: bool,
-                 meta: Mapping[str, str]) -> None:  # fmt: skip
+                 meta: Mapping[str, str], tally: Tally,
+                 on_pending: Callable[[_Mirror], None]) -> None:  # fmt: skip
         self.stream_id, self.keys, self.meta = stream_id, keys, meta
         # Its appends wake the writer (sent within flush_interval): it is followed on
         # another instance. Otherwise they wait up to unfollowed_flush_interval.
@@ -225,14 +225,37 @@ class _Owned:
         # When its oldest entry not yet sent was queued, while it waits in the unfollowed
         # window (RedisStreamLog._lazy_queue); None when it has nothing waiting there.
         self.lazy_since: float | None = None
-        self.mirror = _Mirror(max_entries)
-        self.next_seq = 1
-        self.pending: list[bytes] = []
-        self.ended = False
+        self.mirror = _Mirror(max_entries, self, tally, on_pending)
+        self._ended = False
         self.end: tuple[Ending, bytes | None, asyncio.Future[int]] | None = None
-        self.failure: BaseException | None = None
+        self._failure: BaseException | None = None
         self.cancel_requested = False
         self.cancel_waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def ended(self) -> bool:
+        """Its end is queued or done (here or elsewhere): appends are refused."""
+        return self._ended
+
+    @ended.setter
+    def ended(self, ended: bool) -> None:
+        self._ended = ended
+        self._refuse_appends()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why writing it to Redis failed, if it did: appends are refused."""
+        return self._failure
+
+    @failure.setter
+    def failure(self, failure: BaseException | None) -> None:
+        self._failure = failure
+        self._refuse_appends()
+
+    def _refuse_appends(self) -> None:
+        # The mirror's append (in C) calls its `_refuse` once `ending` is not None.
+        if self._ended or self._failure is not None:
+            self.mirror.ending = True
 
 
 class _Mirror(LogStream):
@@ -243,23 +266,39 @@ class _Mirror(LogStream):
     per chunk (docs/decisions.md, "The hot path"), and a follower on the producing instance
     dies with the producer anyway. It holds the last `max_entries`, like the log.
 
-    Its `append` is the memory log's (LogStream, sserelay/speedups.py): the entry kept, its
-    seq counted, parked followers woken and pushed ones handed it, in one C call. Its
-    `ending` stays None (appends stop at the owner, `_Owned.ended`); the end is `end`.
+    Its `append` is the memory log's (LogStream, sserelay/speedups.py), and it is the
+    producer's append: the entry kept, its seq counted, queued for Redis (`pending`, counted
+    in the log's `tally`, the writer told through `on_pending` when a stream's queue starts),
+    parked followers woken and pushed ones handed it, in one C call. The end is `end`;
+    `ending` is only set (True) to have appends refused (`_Owned.ended`, `_Owned.failure`).
     """
 
-    __slots__ = ("end", "gone")
+    __slots__ = ("end", "gone", "owner")
     entries: RetainedPayloads
     waiters: list[asyncio.Future[None]]
     listeners: list[Callable[[LogItem | Moved], None]]
+    pending: list[bytes]
+    tally: Tally
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, owner: _Owned, tally: Tally,
+                 on_pending: Callable[[_Mirror], None]) -> None:  # fmt: skip
         super().__init__(RetainedPayloads(max_entries), Entry, wake_all)
         self.end: End | None = None
         self.gone = False  # the end went elsewhere (or failed): followers switch to Redis
+        self.owner = owner
+        self.pending, self.tally, self.on_pending = [], tally, on_pending
 
     def _refuse(self) -> int:
-        raise AssertionError("a mirror's `ending` is never set")  # pragma: no cover
+        """Why an append is refused: Redis too far behind, the stream ended, or a write
+        failed (in that order)."""
+        owned = self.owner
+        if self.tally.count >= self.tally.limit:
+            raise StreamLogError("Redis is not keeping up with the stream's entries")
+        if owned.ended:
+            raise StreamEnded(owned.stream_id)
+        raise StreamLogError(
+            f"writing stream {owned.stream_id} to Redis failed"
+        ) from owned.failure
 
     @property
     def first(self) -> int:
@@ -372,7 +411,9 @@ class RedisStreamLog(StreamLog):
         self._dirty: dict[str, _Owned] = {}  # streams with queued writes, for the writer
         # Creates queued for the writer: the command, and the future awaiting its result.
         self._creating: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._queued = 0
+        # Entries queued for Redis over all streams; a pushing producer is refused at twice
+        # high_water (`append_nowait`), an awaiting one waits below high_water (`append`).
+        self._tally = Tally(2 * high_water)
         self._watches: dict[bytes, _Watch] = {}
         self._closed = False
         self._start: asyncio.Task[None] | None = None
@@ -532,7 +573,8 @@ class RedisStreamLog(StreamLog):
         command = ("EVALSHA", self._scripts["create"], 3, keys.log, keys.meta, keys.lease, *args)
         self._creating.append((command, created))
         self._work.set()
-        owned = _Owned(stream_id, keys, self.max_entries, self._all_prompt, dict(meta or {}))
+        owned = _Owned(stream_id, keys, self.max_entries, self._all_prompt, dict(meta or {}),
+                       self._tally, self._pending)  # fmt: skip
         if fresh and stream_id not in self._owned:
             # Producing starts now, not a round trip later: under a burst of new streams
             # that wait was the event loop's backlog, ms before a first token could go out.
@@ -546,21 +588,19 @@ class RedisStreamLog(StreamLog):
         owned = self._owned.get(stream_id)
         if owned is None:
             raise await self._not_producing(stream_id)
-        seq = self._queue(math.inf, owned, payload)  # it waits below instead of refusing
-        if self._queued >= self._high_water:
+        while self._tally.count >= self._high_water:  # it waits instead of being refused
             self._drained.clear()
             await self._drained.wait()
-        return seq
+        return owned.mirror.append(payload)
 
     def append_nowait(self, stream_id: str, payload: bytes) -> int:
         """`append`, synchronously, for producers that push (relay/generation.py). It cannot
         wait for Redis: past twice `high_water` queued entries it refuses instead."""
-        return self._queue(2 * self._high_water, self._producing(stream_id), payload)
+        return self._producing(stream_id).mirror.append(payload)
 
     def appender(self, stream_id: str) -> Callable[[bytes], int]:
-        """`append_nowait` for one stream: one Python frame per payload (`_queue`), the
-        mirror's part in C."""
-        return functools.partial(self._queue, 2 * self._high_water, self._producing(stream_id))
+        """`append_nowait` for one stream: the mirror's append, all in C (`_Mirror`)."""
+        return self._producing(stream_id).mirror.append
 
     def _stored(self, owned: _Owned, created: asyncio.Future[Any]) -> None:
         """A `fresh` create's answer: if Redis refused it, the producer's appends refuse."""
@@ -578,18 +618,11 @@ class RedisStreamLog(StreamLog):
             raise StreamLogError(f"this instance does not produce stream {stream_id}")
         return owned
 
-    def _queue(self, refuse_at: float, owned: _Owned, payload: bytes) -> int:
-        if self._queued >= refuse_at:
-            raise StreamLogError("Redis is not keeping up with the stream's entries")
-        if owned.ended:
-            raise StreamEnded(owned.stream_id)
-        if owned.failure is not None:
-            raise StreamLogError(
-                f"writing stream {owned.stream_id} to Redis failed"
-            ) from owned.failure
-        seq = owned.next_seq
-        owned.next_seq = seq + 1
-        owned.pending.append(payload)
+    def _pending(self, mirror: _Mirror) -> None:
+        """A stream's first entry queued since the writer last took its entries (called by
+        the mirror's append): a followed stream goes with the next flush, an unfollowed one
+        waits in the lazy queue for its window."""
+        owned = mirror.owner
         if owned.prompt:
             self._dirty[owned.stream_id] = owned
             self._work.set()
@@ -600,9 +633,6 @@ class RedisStreamLog(StreamLog):
             if self._lazy is None:
                 self._lazy = self._loop.call_at(now + self.unfollowed_flush_interval,
                                                 self._lazy_due)  # fmt: skip
-        self._queued += 1
-        owned.mirror.append(payload)  # last: its pushed followers write to their clients now
-        return seq
 
     def _lazy_due(self) -> None:
         self._lazy = None
@@ -630,7 +660,7 @@ class RedisStreamLog(StreamLog):
         if not owned.prompt:
             owned.prompt = True
             owned.lazy_since = None  # its record in the lazy queue is stale now
-            if owned.pending:
+            if owned.mirror.pending:
                 self._dirty[owned.stream_id] = owned
                 self._work.set()
 
@@ -735,12 +765,14 @@ class RedisStreamLog(StreamLog):
         keys: list[str] = []
         args: list[bytes | int | str] = [self.max_entries, self._live_ttl_ms, self.instance_id]
         for owned in batch:
-            payloads, owned.pending = owned.pending, []
+            mirror = owned.mirror
+            payloads = mirror.pending
             owned.lazy_since = None
             if payloads:
+                mirror.pending = []
                 appended.append(owned)
                 keys += (owned.keys.log, owned.keys.meta)
-                args += (owned.next_seq - len(payloads), len(payloads), *payloads)
+                args += (mirror.last_seq - len(payloads) + 1, len(payloads), *payloads)
         written = len(args) - 3 - 2 * len(appended)
         if appended:
             commands.append(("EVALSHA", self._scripts["append"], len(keys), *keys, *args))
@@ -786,8 +818,8 @@ class RedisStreamLog(StreamLog):
                         self._followed(each)
                     if cancel:
                         self._cancelled(each)
-        self._queued -= written
-        if self._queued < self._high_water:
+        self._tally.count -= written
+        if self._tally.count < self._high_water:
             self._drained.set()
 
     def _forget(self, owned: _Owned) -> None:
