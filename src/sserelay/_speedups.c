@@ -1580,18 +1580,30 @@ log_stream_tally(LogStream *self)
     return (Tally *)tally;
 }
 
-/* Queue the payload in `pending` as well, if the stream has one: counted in the tally, and
- * `on_pending(stream)` told when the list was empty. 0, or -1 with an exception. */
-static int
-log_stream_queue(LogStream *self, PyObject *payload)
+/* The stream's pending list, or NULL for none (None), or NULL with an exception. */
+static PyObject *
+log_stream_pending(LogStream *self)
 {
     PyObject *pending = self->pending;
     if (pending == NULL || pending == Py_None) {
-        return 0;
+        return NULL;
     }
     if (!PyList_Check(pending)) {
         PyErr_SetString(PyExc_TypeError, "a LogStream's pending is a list or None");
-        return -1;
+        return NULL;
+    }
+    return pending;
+}
+
+/* Queue the payload in `pending` as well, if the stream has one: counted in the tally, and
+ * `on_pending(stream)` told when the list was empty. 0, or -1 with an exception. The
+ * members are read again here: keeping the entry may have run Python that replaced them. */
+static int
+log_stream_queue(LogStream *self, PyObject *payload)
+{
+    PyObject *pending = log_stream_pending(self);
+    if (pending == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
     }
     int was_empty = PyList_GET_SIZE(pending) == 0;
     if (PyList_Append(pending, payload) < 0) {
@@ -1634,9 +1646,8 @@ log_stream_append(LogStream *self, PyObject *payload)
     if (tally != NULL && tally->count >= tally->limit) {
         return PyObject_CallMethodNoArgs((PyObject *)self, REFUSE);
     }
-    if (self->pending != NULL && self->pending != Py_None && !PyList_Check(self->pending)) {
-        PyErr_SetString(PyExc_TypeError, "a LogStream's pending is a list or None");
-        return NULL; /* before anything is kept (log_stream_queue checks again after) */
+    if (log_stream_pending(self) == NULL && PyErr_Occurred()) {
+        return NULL; /* a wrong kind of pending: said before anything is kept */
     }
     PyObject *kept = PyObject_CallOneArg(self->entries_append, payload);
     if (kept == NULL) {

@@ -563,9 +563,10 @@ class _Clock:
         return object()  # a timer that never fires: the test plays the writer
 
 
-def _lazy_log(names: str) -> tuple[RedisStreamLog, _Clock, dict[str, _Owned]]:
+def _lazy_log(names: str, high_water: int = 100_000) -> tuple[RedisStreamLog, _Clock,
+                                                                dict[str, _Owned]]:  # fmt: skip
     """A Redis log whose loop is `_Clock` (nothing connects), producing streams `names`."""
-    log = RedisStreamLog("redis://unused", unfollowed_flush_interval=0.05)
+    log = RedisStreamLog("redis://unused", unfollowed_flush_interval=0.05, high_water=high_water)
     clock = _Clock()
     log._loop = clock  # type: ignore[assignment]
     log._work = asyncio.Event()
@@ -589,6 +590,30 @@ def _lazy_flush(log: RedisStreamLog, at: float) -> set[str]:
     for each in batch.values():
         each.mirror.pending, each.lazy_since = [], None
     return set(batch)
+
+
+def test_an_awaiting_producer_waits_below_high_water_and_is_never_refused(run: Run) -> None:
+    """A producer that can wait (`append`) waits while high_water entries are queued for
+    Redis, even past the twice high_water at which a pushing one is refused, and appends
+    once the writer has taken them; its entry is not lost or refused."""
+
+    async def main() -> None:
+        log, _, owned = _lazy_log("a", high_water=2)
+        log._drained = asyncio.Event()
+        mirror = owned["a"].mirror
+        assert [log.append_nowait("a", b"%d" % n) for n in range(4)] == [1, 2, 3, 4]
+        with pytest.raises(StreamLogError, match="not keeping up"):
+            log.append_nowait("a", b"refused")
+        waiting = asyncio.ensure_future(log.append("a", b"waits"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not waiting.done() and mirror.last_seq == 4
+        mirror.pending, log._tally.count = [], 0  # the writer took them, as `_write` does
+        log._drained.set()
+        assert await waiting == 5
+        assert (mirror.pending, log._tally.count) == ([b"waits"], 1)
+
+    run(main())
 
 
 def test_a_few_unfollowed_streams_go_out_together_once_a_window() -> None:

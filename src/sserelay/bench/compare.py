@@ -414,22 +414,22 @@ def sample(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list
     """`compare` under perf, then where each tree's CPU went per chunk: by shared object,
     then the functions that differ most between the trees (with one tree, the largest)."""
     results = _alternate(target, load, trees, runs, _sample, "")
-    by_object: dict[str, list[dict[tuple[str, str], float]]] = {}
-    for tree in trees:
-        mine = [r for r in results if r.tree is tree]
-        objects: list[dict[tuple[str, str], float]] = []
-        for r in mine:
-            run_objects: dict[tuple[str, str], float] = collections.defaultdict(float)
-            for (shared_object, _), us in r.symbols.items():
-                run_objects[shared_object, ""] += us
-            objects.append(run_objects)
-        by_object[tree.label] = objects
     symbols = {tree.label: [r.symbols for r in results if r.tree is tree] for tree in trees}
+    by_object = {label: [_by_object(run) for run in tree_runs]
+                 for label, tree_runs in symbols.items()}  # fmt: skip
     print(f"\nwhere the relay's CPU went, µs per chunk (perf cpu-clock samples at {_PERF_HZ} "
           f"Hz, medians of {runs} run(s)):")  # fmt: skip
     _print_table("by shared object", by_object, None)
     _print_table("by function", symbols, _SYMBOLS)
     return results
+
+
+def _by_object(symbols: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    """One run's functions summed by shared object (keyed as (object, ""))."""
+    objects: dict[tuple[str, str], float] = collections.defaultdict(float)
+    for (shared_object, _), us in symbols.items():
+        objects[shared_object, ""] += us
+    return objects
 
 
 def _print_table(title: str, runs_by_tree: dict[str, list[dict[tuple[str, str], float]]],
