@@ -205,6 +205,34 @@ def test_keys_are_prefixed_and_always_expire(
     run(main())
 
 
+def test_a_log_made_again_after_it_lost_its_key_gets_a_ttl_from_the_lease_renewal(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """The append script sets the log's TTL once; should the key go (evicted) and an append
+    make it again, the next lease renewal gives it a TTL: no live stream's key lives forever."""
+
+    async def main() -> None:
+        async with (
+            redis_log(retention=60, lease_ttl=0.3) as log,
+            Redis.from_url(redis_server.url) as raw,
+        ):
+            stream_id = new_stream_id()
+            log_key = f"{log.prefix}{{{stream_id}}}:log"
+            await log.create(stream_id)
+            await log.append(stream_id, b"x")
+            await stored(raw, log, stream_id, 1)
+            assert await raw.pttl(log_key) > 0
+            await raw.delete(log_key)
+            await log.append(stream_id, b"y")
+            await stored(raw, log, stream_id, 1)
+            async with asyncio.timeout(10):
+                while await raw.pttl(log_key) < 0:
+                    await asyncio.sleep(0.01)
+            assert 0 < await raw.pttl(log_key) <= 60_300
+
+    run(main())
+
+
 def test_scripts_are_reloaded_after_redis_forgets_them(
     redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
 ) -> None:

@@ -109,6 +109,7 @@ class Run:
     ok: int
     streams: int
     chunks: int
+    helper_us: float | None = None  # redis-server's CPU per chunk, for the Redis targets
 
     @property
     def figure(self) -> float:
@@ -119,7 +120,8 @@ class Run:
         return f"{figure:7.2f} µs CPU per chunk" if unit else f"{figure:.2f}"
 
     def text(self) -> str:
-        return (f"{self.shown(self.cpu_us)} ({self.kernel_us:.2f} in the kernel), "
+        helper = "" if self.helper_us is None else f" (+{self.helper_us:.2f} redis-server)"
+        return (f"{self.shown(self.cpu_us)} ({self.kernel_us:.2f} in the kernel){helper}, "
                 f"{self.writes:.3f} writes and {self.reads:.3f} reads per chunk, "
                 f"p99 {self.p99_ms:.2f} ms, {self.ok}/{self.streams} streams")  # fmt: skip
 
@@ -245,6 +247,7 @@ def _run(target: Target, tree: Tree, env: BenchEnv, load: Load,
         ok=m.result.ok,
         streams=m.result.streams,
         chunks=m.result.chunks,
+        helper_us=m.per_chunk_us(m.helper_cpu_s),
     )
 
 

@@ -111,27 +111,32 @@ redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 # KEYS: log1, meta1, log2, meta2, ... ARGV: max entries, live TTL ms, owner, then per stream:
-# seq of its first payload, payload count, payloads. One call per flush, whatever the number
-# of streams (see the module docstring). Per stream: 1 if written, 0 if it has ended (or
-# expired, or is not this owner's: a `fresh` create Redis refused) so its producer stops.
+# seq of its first payload, payload count, 1 if its log still needs its TTL, payloads. One
+# call per flush, whatever the number of streams (see the module docstring). Per stream: 0
+# if it has ended (or expired, or is not this owner's: a `fresh` create Redis refused) so
+# its producer stops, else 1 if written, 2 if written and its log has its TTL now. The log
+# gets its TTL here once (the first XADD makes it); the lease renewal keeps it after that.
 # A retried pipeline re-sends entries already stored; Redis refuses those ids and pcall
 # skips them. Any other refused entry (OOM) reaches followers as a Gap.
 _APPEND = """
 local written, arg = {}, 4
 for k = 1, #KEYS, 2 do
   local seq, count = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1])
-  arg = arg + 2
-  local meta = KEYS[k + 1]
-  local owner = redis.call('HGET', meta, 'owner')
-  if owner ~= ARGV[3] or redis.call('HEXISTS', meta, 'ending') == 1 then
+  local expire = ARGV[arg + 2] == '1'
+  arg = arg + 3
+  local owner, ending = unpack(redis.call('HMGET', KEYS[k + 1], 'owner', 'ending'))
+  if owner ~= ARGV[3] or ending then
     written[#written + 1] = 0
   else
     for i = arg, arg + count - 1 do
       redis.pcall('XADD', KEYS[k], 'MAXLEN', '~', ARGV[1], '0-' .. seq, 'd', ARGV[i])
       seq = seq + 1
     end
-    redis.call('PEXPIRE', KEYS[k], ARGV[2])
-    written[#written + 1] = 1
+    if expire and redis.call('PEXPIRE', KEYS[k], ARGV[2]) == 1 then
+      written[#written + 1] = 2
+    else
+      written[#written + 1] = 1
+    end
   end
   arg = arg + count
 end
@@ -213,7 +218,7 @@ class _Owned:
     counts the seqs and queues the entries for Redis, and what the writer needs to know."""
 
     __slots__ = ("_ended", "_failure", "cancel_requested", "cancel_waiters", "end", "keys",
-                 "lazy_since", "meta", "mirror", "prompt", "stream_id")  # fmt: skip
+                 "lazy_since", "log_expires", "meta", "mirror", "prompt", "stream_id")  # fmt: skip
 
     def __init__(self, stream_id: str, keys: _Keys, max_entries: int, prompt: bool,
                  meta: Mapping[str, str], tally: Tally,
@@ -225,6 +230,8 @@ class _Owned:
         # When its oldest entry not yet sent was queued, while it waits in the unfollowed
         # window (RedisStreamLog._lazy_queue); None when it has nothing waiting there.
         self.lazy_since: float | None = None
+        # Its log in Redis has its TTL (the append script sets it once; renewals keep it).
+        self.log_expires = False
         self.mirror = _Mirror(max_entries, self, tally, on_pending)
         self._ended = False
         self.end: tuple[Ending, bytes | None, asyncio.Future[int]] | None = None
@@ -772,8 +779,9 @@ class RedisStreamLog(StreamLog):
                 mirror.pending = []
                 appended.append(owned)
                 keys += (owned.keys.log, owned.keys.meta)
-                args += (mirror.last_seq - len(payloads) + 1, len(payloads), *payloads)
-        written = len(args) - 3 - 2 * len(appended)
+                args += (mirror.last_seq - len(payloads) + 1, len(payloads),
+                         0 if owned.log_expires else 1, *payloads)  # fmt: skip
+        written = len(args) - 3 - 3 * len(appended)
         if appended:
             commands.append(("EVALSHA", self._scripts["append"], len(keys), *keys, *args))
             tags.append(("add", None, None))
@@ -803,6 +811,8 @@ class RedisStreamLog(StreamLog):
                     elif not each_stored:  # ended elsewhere (truncated) or expired
                         each.ended = True
                         self._forget(each)
+                    elif each_stored == 2:
+                        each.log_expires = True
             elif kind == "end" and tagged is not None and end_done is not None:
                 if isinstance(result, Exception):
                     end_done.set_exception(StreamLogError(f"ending the stream failed: {result}"))
