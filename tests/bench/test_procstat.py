@@ -8,7 +8,14 @@ import sys
 
 import pytest
 
-from sserelay.bench.procstat import cpu_ns, cpu_split, io_calls, ns_count_is_whole
+from sserelay.bench.procstat import (
+    CpuReading,
+    cpu_between,
+    cpu_ns,
+    cpu_split,
+    io_calls,
+    ns_count_is_whole,
+)
 
 # Says "ready", burns CPU when told (in its main thread, or in a thread that then ends),
 # says "done", and waits to be read. The thread is started before "ready", so the first
@@ -77,6 +84,29 @@ def test_the_nanoseconds_need_every_thread_of_the_first_reading(
     before: frozenset[int], after: frozenset[int], whole: bool
 ) -> None:
     assert ns_count_is_whole(1.0, 1.0, before, after) is whole
+
+
+def test_cpu_between_takes_the_nanoseconds_split_as_the_ticks_split_when_they_are_whole() -> None:
+    """2 s of ticks, a quarter in the kernel; 2.1 s of nanoseconds over the same threads:
+    2.1 s, of which a quarter in the kernel."""
+    before = CpuReading(user=1.0, kernel=1.0, ns=5_000_000_000, threads=frozenset({1, 2}))
+    after = CpuReading(user=2.5, kernel=1.5, ns=7_100_000_000, threads=frozenset({1, 2}))
+    cpu, kernel = cpu_between(before, after)
+    assert cpu == pytest.approx(2.1) and kernel == pytest.approx(2.1 / 4)
+
+
+def test_cpu_between_keeps_the_ticks_when_a_thread_of_the_first_reading_ended() -> None:
+    """The ended thread took its nanoseconds with it: the ticks (which keep them) count."""
+    before = CpuReading(user=1.0, kernel=1.0, ns=5_000_000_000, threads=frozenset({1, 2}))
+    after = CpuReading(user=2.5, kernel=1.5, ns=5_500_000_000, threads=frozenset({1}))
+    assert cpu_between(before, after) == (pytest.approx(2.0), pytest.approx(0.5))
+
+
+def test_cpu_between_counts_a_run_shorter_than_a_tick_as_user_time() -> None:
+    """No tick in between: the nanoseconds, with no split to go by, all as user."""
+    reading = CpuReading(user=1.0, kernel=1.0, ns=5_000_000_000, threads=frozenset({1}))
+    later = CpuReading(user=1.0, kernel=1.0, ns=5_003_000_000, threads=frozenset({1}))
+    assert cpu_between(reading, later) == (pytest.approx(0.003), 0.0)
 
 
 def test_io_calls_count_each_read_and_write_system_call_and_skip_gone_processes() -> None:

@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 __all__ = [
+    "CpuReading",
     "RssSampler",
     "child_pids",
+    "cpu_between",
     "cpu_ns",
     "cpu_seconds",
     "cpu_split",
@@ -27,6 +30,7 @@ __all__ = [
     "machine_cpu_seconds",
     "ns_count_is_whole",
     "pids_by_cmdline",
+    "read_cpu",
     "rss_bytes",
 ]
 
@@ -101,6 +105,35 @@ def ns_count_is_whole(
     (`after`), and threads that came and went in between (a threaded server's per-request
     ones) took no more than the ticks' own rounding, two readings of two counters."""
     return bool(before) and before <= after and ns_s >= ticks_s - 4 / _TICKS
+
+
+@dataclass(frozen=True, slots=True)
+class CpuReading:
+    """Both counts of some processes' CPU at one moment: `cpu_split`'s ticks (user, kernel,
+    seconds) and `cpu_ns` (nanoseconds, and the threads they are of)."""
+
+    user: float
+    kernel: float
+    ns: int
+    threads: frozenset[int]
+
+
+def read_cpu(pids: Sequence[int]) -> CpuReading:
+    (user, kernel), (ns, threads) = cpu_split(pids), cpu_ns(pids)
+    return CpuReading(user, kernel, ns, threads)
+
+
+def cpu_between(before: CpuReading, after: CpuReading) -> tuple[float, float]:
+    """(all, in the kernel) CPU seconds between two readings: the scheduler's nanoseconds,
+    split into user and kernel as the ticks split, where they are whole
+    (`ns_count_is_whole`); else the ticks."""
+    kernel = after.kernel - before.kernel
+    cpu = after.user - before.user + kernel
+    precise = (after.ns - before.ns) / 1e9
+    if ns_count_is_whole(cpu, precise, before.threads, after.threads):
+        # A run too short for a single tick has no split to go by: all of it as user.
+        return precise, (kernel / cpu * precise if cpu > 0 else 0.0)
+    return cpu, kernel
 
 
 def machine_cpu_seconds() -> tuple[float, float]:

@@ -21,11 +21,10 @@ from sserelay.bench.figures import Measurement, RampStep, Summary, summarise
 from sserelay.bench.loadgen import LoadResult, RequestSpec
 from sserelay.bench.procstat import (
     RssSampler,
-    cpu_ns,
+    cpu_between,
     cpu_seconds,
-    cpu_split,
     machine_cpu_seconds,
-    ns_count_is_whole,
+    read_cpu,
     rss_bytes,
 )
 from sserelay.bench.profiles import Load, Profile
@@ -84,24 +83,16 @@ def measure(target: Target, running: Running, env: BenchEnv, load: Load) -> Meas
     charged, helpers = running.pids(), running.helper_pids()
     upstream = [env.upstream.proc.pid]
     rss_before = rss_bytes(charged) if charged else None
-    (user_before, kernel_before), helper_before = cpu_split(charged), cpu_seconds(helpers)
-    ns_before, threads_before = cpu_ns(charged)
+    relay_before, helper_before = read_cpu(charged), read_cpu(helpers)
     upstream_before = cpu_seconds(upstream)
     busy_before, total_before = machine_cpu_seconds()
     with RssSampler(running.pids) as rss:
         result = run_loadgen(spec, load)
     busy, total = machine_cpu_seconds()
-    user_after, kernel_after = cpu_split(running.pids())
-    ns_after, threads_after = cpu_ns(running.pids())
-    kernel = kernel_after - kernel_before
-    cpu = user_after - user_before + kernel
-    precise = (ns_after - ns_before) / 1e9
-    if ns_count_is_whole(cpu, precise, threads_before, threads_after):
-        # The scheduler's nanoseconds rather than 10 ms ticks (not for Flask's per-request
-        # threads, whose time left with them), split into user and kernel as the ticks are
-        # (a run too short for a single tick has no split to go by: all of it as user).
-        kernel, cpu = (kernel / cpu * precise if cpu > 0 else 0.0), precise
-    helper_cpu = cpu_seconds(helpers) - helper_before
+    # The scheduler's nanoseconds rather than 10 ms ticks where they hold all the CPU (not
+    # for Flask's per-request threads, whose time left with them): `cpu_between`.
+    cpu, kernel = cpu_between(relay_before, read_cpu(running.pids()))
+    helper_cpu, _ = cpu_between(helper_before, read_cpu(running.helper_pids()))
     ours = cpu + helper_cpu + cpu_seconds(upstream) - upstream_before + result.cpu_s
     return Measurement(
         load=load,
