@@ -492,6 +492,33 @@ def test_append_nowait_refuses_when_redis_falls_far_behind(
     run(main())
 
 
+def test_a_pushing_producer_is_accepted_again_once_its_entries_are_in_redis(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """What a flush wrote comes off the count of queued entries: once Redis has them, the
+    producer refused a moment ago appends again, with the next seq."""
+
+    async def main() -> None:
+        async with redis_log(high_water=2) as log, Redis.from_url(redis_server.url) as raw:
+            stream_id = new_stream_id()
+            await log.create(stream_id)
+            for n in range(4):
+                log.append_nowait(stream_id, b"%d" % n)
+            with pytest.raises(StreamLogError, match="not keeping up"):
+                log.append_nowait(stream_id, b"too many")
+            await stored(raw, log, stream_id, 4)
+            async with asyncio.timeout(10):  # the writer settles the count after the reply
+                while True:
+                    try:
+                        seq = log.append_nowait(stream_id, b"again")
+                        break
+                    except StreamLogError:
+                        await asyncio.sleep(0.01)
+            assert seq == 5
+
+    run(main())
+
+
 def test_a_local_tail_is_told_moved_when_the_stream_ends_elsewhere(
     redis_log: MakeRedisLog, run: Run
 ) -> None:

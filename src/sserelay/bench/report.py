@@ -279,8 +279,8 @@ def render(
         "whose per-request threads take their nanoseconds with them (ticks were ~1% of "
         "nginx's whole CPU in a 100 x 100 run). The upstream, the load "
         "generator and redis-server are not counted; redis-server's share, counted the "
-        "same way, is shown beside the Redis rows. *Of it, in the kernel* is the stime part (split as the ticks "
-        "split): the reads, writes and polls on the sockets, "
+        "same way, is shown beside the Redis rows. *Of it, in the kernel* is the stime "
+        "part (split as the ticks split): the reads, writes and polls on the sockets, "
         "much the same work for every relay, so it bounds how close to nginx any relay "
         "doing them can come.",
         "- Memory per active stream is (peak RSS under load - RSS before) / K; all K streams "

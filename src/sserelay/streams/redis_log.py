@@ -771,17 +771,18 @@ class RedisStreamLog(StreamLog):
         appended: list[_Owned] = []
         keys: list[str] = []
         args: list[bytes | int | str] = [self.max_entries, self._live_ttl_ms, self.instance_id]
+        written = 0  # payloads sent, taken off the tally once the round trip is done
         for owned in batch:
             mirror = owned.mirror
             payloads = mirror.pending
             owned.lazy_since = None
             if payloads:
                 mirror.pending = []
+                written += len(payloads)
                 appended.append(owned)
                 keys += (owned.keys.log, owned.keys.meta)
                 args += (mirror.last_seq - len(payloads) + 1, len(payloads),
                          0 if owned.log_expires else 1, *payloads)  # fmt: skip
-        written = len(args) - 3 - 3 * len(appended)
         if appended:
             commands.append(("EVALSHA", self._scripts["append"], len(keys), *keys, *args))
             tags.append(("add", None, None))
