@@ -167,6 +167,7 @@ _resp_args = st.one_of(
 @given(st.lists(_resp_args, max_size=12).map(tuple))
 @example(("EVALSHA", "f" * 40, 2, "sserelay:s1:log", "sserelay:s1:meta", 10_000, b"data: x"))
 @example(())
+@example(("SET", b"x" * 12_345, 10**18, -(2**63), 9_999, 10_000, 0, -1))
 def test_resp_command_in_c_packs_as_its_python_definition_and_as_hiredis(
     command: tuple[bytes | str | int, ...],
 ) -> None:

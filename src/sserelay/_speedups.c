@@ -163,22 +163,34 @@ size_line(char *out, Py_ssize_t n)
     return count + 2;
 }
 
-/* `value` in decimal at `out` (at least 20 bytes); its length. */
+/* How many digits `value` has in decimal: comparisons, and a division per four digits. */
+static inline int
+decimal_size(unsigned long long value)
+{
+    int count = 1;
+    while (value >= 10000) {
+        value /= 10000;
+        count += 4;
+    }
+    return count + (value >= 10) + (value >= 100) + (value >= 1000);
+}
+
+/* `value` in decimal at `out` (at least 20 bytes); its length. Written in place, from its
+ * last digit: no buffer and no memcpy call for the few digits a length has. */
 static int
 decimal(char *out, long long value)
 {
-    char digits[20];
-    int count = 0;
-    unsigned long long left = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    int sign = value < 0;
+    unsigned long long left = sign ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    if (sign) {
+        *out++ = '-';
+    }
+    int count = decimal_size(left);
+    char *p = out + count;
     do {
-        digits[sizeof digits - 1 - count++] = (char)('0' + left % 10);
+        *--p = (char)('0' + left % 10);
         left /= 10;
     } while (left);
-    int sign = value < 0;
-    if (sign) {
-        out[0] = '-';
-    }
-    memcpy(out + sign, digits + sizeof digits - count, (size_t)count);
     return count + sign;
 }
 
@@ -339,14 +351,14 @@ speedups_resp_command(PyObject *module, PyObject *command)
         return NULL;
     }
     Py_ssize_t count = PyTuple_GET_SIZE(command);
-    char digits[24], number[24];
+    char digits[24];
     const char *data;
-    Py_ssize_t size, total = 1 + decimal(number, count) + 2;
+    Py_ssize_t size, total = 1 + decimal_size((unsigned long long)count) + 2;
     for (Py_ssize_t i = 0; i < count; i++) {
         if (resp_argument(PyTuple_GET_ITEM(command, i), &data, &size, digits) < 0) {
             return NULL;
         }
-        total += 1 + decimal(number, size) + 2 + size + 2;
+        total += 1 + decimal_size((unsigned long long)size) + 2 + size + 2;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL) {
