@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sserelay.bench.compare import CompareError, parse_load
+from sserelay.bench.compare import CompareError, Counted, Tree, parse_load, per_stream_and_chunk
 from sserelay.bench.profiles import Load
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,6 +74,40 @@ def test_compare_counts_the_relays_instructions_per_chunk_under_callgrind() -> N
                      done.stdout.split("medians of 1 run(s)\n", 1)[1].strip())  # fmt: skip
 
 
+def test_compare_splits_instruction_counts_into_a_streams_own_and_a_chunks() -> None:
+    """--split M counts each tree again with streams of M tokens; each round says what a
+    stream costs besides its chunks and what a chunk costs, from its two counts, and the
+    summary gives their medians. (With two streams the split itself is noise, tens of
+    thousands of instructions from stream to stream: what is pinned is that it is the two
+    printed counts' split.)"""
+    done = _compare("openai", "2x3@50", "--runs", "1", "--instructions", "--split", "30")
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("round 1"))
+    found = re.search(r"this tree: (-?[\d,]+) instructions a stream \+ (-?[\d,]+) a chunk "
+                      r"\(3 tokens: [\d,]+ instructions per chunk \(([\d,]+) over 6 chunks\), "
+                      r"2/2 streams; 30 tokens: [\d,]+ instructions per chunk \(([\d,]+) over "
+                      r"60 chunks\), 2/2 streams\)", line)  # fmt: skip
+    assert found, line
+    own, chunk, short, long = (int(found[i].replace(",", "")) for i in range(1, 5))
+    assert abs(own + chunk * 3 - short / 2) <= 2 + 3, line
+    assert abs(own + chunk * 30 - long / 2) <= 2 + 30, line
+    summary = done.stdout.split("medians of 1 run(s)\n", 1)[1].strip()
+    assert summary == f"this tree: {own:,} a stream, {chunk:,} a chunk", summary
+
+
+def test_a_split_solves_a_stream_as_its_own_cost_plus_a_cost_per_chunk() -> None:
+    tree = Tree("t", None)
+    # 2 streams, each 1,000 instructions of its own and 10 a chunk: 5 and 20 chunks each.
+    short = Counted(tree, instructions=2 * (1_000 + 10 * 5), chunks=10, ok=2, streams=2)
+    long = Counted(tree, instructions=2 * (1_000 + 10 * 20), chunks=40, ok=2, streams=2)
+    assert per_stream_and_chunk(short, long) == (1_000, 10)
+    assert per_stream_and_chunk(long, short) == (1_000, 10)
+    with pytest.raises(CompareError, match="as many chunks a stream"):
+        per_stream_and_chunk(short, short)
+    with pytest.raises(CompareError, match="without streams"):
+        per_stream_and_chunk(short, Counted(tree, instructions=0, chunks=0, ok=0, streams=0))
+
+
 def test_compare_samples_where_the_relays_cpu_goes_by_object_and_by_function() -> None:
     """--samples measures as usual and samples the relay with perf during the load: its
     rounds read as without it, then µs per chunk by shared object (largest first, the
@@ -107,6 +141,8 @@ def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None
         ("article", "2x3@50", "--runs", "0"): "--runs must be at least 1",
         ("nginx", "2x3@50", "--instructions"): "--instructions counts sserelay's",
         ("article", "2x3@50", "--instructions", "--samples"): "one at a time",
+        ("article", "2x3@50", "--split", "9"): "use it with --instructions",
+        ("article", "2x3@50", "--instructions", "--split", "3"): "other than the load's",
     }
     for args, words in cases.items():
         done = _compare(*args)

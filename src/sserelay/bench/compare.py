@@ -14,7 +14,13 @@ fourth round"), and a drift then falls on both trees alike.
 instructions its user space executes during the load (toggled on after the warm-up), per
 chunk: deterministic where the machine's speed is not, so one run per tree decides a change
 of 1%, but the kernel's part and cache misses are not in it, and the relay runs ~50x slower
-(keep the load light, e.g. 20x60@20).
+(keep the load light, e.g. 20x60@20). With `--split M` each tree is also counted with
+streams of M tokens, and the two counts give what a stream costs besides its chunks and
+what a chunk costs (a line through them): which of the two a change moves, and how much a
+stream's requests weigh against its relaying (docs/decisions.md, "Where a stream's
+instructions are, counted"). Streams differ by tens of thousands of instructions (a
+connection reused or made, a collection), so split with 50 streams or more: at 10 the split
+of the same relay moved between 1k and 8k a chunk.
 
 `--samples` runs the relay as usual and samples where its CPU time goes with `perf record`
 (`cpu-clock` at 4 kHz, switched on for the load only), then prints each tree's µs per chunk
@@ -56,7 +62,7 @@ from sserelay.bench.runner import measure, raise_fd_limit, run_loadgen, warm_up
 from sserelay.bench.targets import TARGETS, BenchEnv, Kind, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
 
-__all__ = ["main", "parse_load"]
+__all__ = ["main", "parse_load", "per_stream_and_chunk"]
 
 _HERE = Path(__file__).resolve().parents[3]  # the checkout this module runs from
 _SPEEDUPS = "src/sserelay/_speedups.c"
@@ -462,6 +468,47 @@ def count(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[
     return _alternate(target, load, trees, runs, _count, "instructions per chunk, ")
 
 
+def per_stream_and_chunk(short: Counted, long: Counted) -> tuple[float, float]:
+    """Instructions a stream costs besides its chunks, and a chunk's, from two counts of the
+    same streams at two lengths: each count per stream is `own + chunk x chunks a stream`."""
+    if not short.streams or not long.streams:
+        raise CompareError("a count without streams cannot be split")
+    chunks_short, chunks_long = short.chunks / short.streams, long.chunks / long.streams
+    if chunks_long == chunks_short:
+        raise CompareError("both counts delivered as many chunks a stream: nothing to split "
+                           "by (did the streams fail?)")  # fmt: skip
+    per_short, per_long = short.instructions / short.streams, long.instructions / long.streams
+    chunk = (per_long - per_short) / (chunks_long - chunks_short)
+    return per_short - chunk * chunks_short, chunk
+
+
+def split(target: Target, load: Load, tokens: int, trees: Sequence[Tree],
+          runs: int) -> list[tuple[Counted, Counted]]:  # fmt: skip
+    """`count` at the load's stream length and at `tokens`, alternating the trees, then each
+    tree's instructions a stream (besides its chunks) and a chunk, as medians."""
+    short, long = sorted((load, dataclasses.replace(load, tokens=tokens)),
+                         key=lambda each: each.tokens)  # fmt: skip
+    results: list[tuple[Counted, Counted]] = []
+    with _upstream() as env:
+        for round_index in range(runs):
+            for tree in trees:
+                pair = (_count(target, tree, env, short), _count(target, tree, env, long))
+                own, chunk = per_stream_and_chunk(*pair)
+                print(f"round {round_index + 1} {tree.label:>12}: {own:,.0f} instructions a "
+                      f"stream + {chunk:,.0f} a chunk ({short.tokens} tokens: "
+                      f"{pair[0].text()}; {long.tokens} tokens: {pair[1].text()})", flush=True)
+                results.append(pair)
+    print(f"\n{target.title}, {load.streams} streams at {load.rate:g} tok/s, {short.tokens} "
+          f"against {long.tokens} tokens: instructions a stream besides its chunks, and a "
+          f"chunk's; medians of {runs} run(s)")  # fmt: skip
+    for tree in trees:
+        mine = [per_stream_and_chunk(*pair) for pair in results if pair[0].tree is tree]
+        own = statistics.median(each[0] for each in mine)
+        chunk = statistics.median(each[1] for each in mine)
+        print(f"{tree.label:>12}: {own:,.0f} a stream, {chunk:,.0f} a chunk")
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sserelay.bench.compare",
@@ -485,6 +532,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(deterministic; needs valgrind; keep the load light, e.g. 20x60@20)",
     )
     parser.add_argument(
+        "--split",
+        metavar="TOKENS",
+        type=int,
+        help="with --instructions: also count streams of TOKENS tokens, and print what a "
+        "stream costs besides its chunks and what a chunk costs (use 50 streams or more)",
+    )
+    parser.add_argument(
         "--samples",
         action="store_true",
         help="also sample where the relay's CPU goes with perf (needs perf; by shared object "
@@ -504,6 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.instructions and args.samples:
             raise CompareError("--instructions and --samples measure differently: one at a "
                                "time")  # fmt: skip
+        if args.split is not None and not args.instructions:
+            raise CompareError("--split splits instruction counts: use it with --instructions")
+        if args.split is not None and (args.split < 1 or args.split == load.tokens):
+            raise CompareError(f"--split needs a stream length other than the load's "
+                               f"({load.tokens} tokens), above 0")  # fmt: skip
         if args.samples and shutil.which("perf") is None:
             raise CompareError("--samples needs perf (Debian: apt install linux-perf)")
         with contextlib.ExitStack() as stack:
@@ -519,8 +578,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         _checked_src(args.against_dir.resolve()),
                     )
                 )
-            measured = count if args.instructions else sample if args.samples else compare
-            measured(target, load, trees, args.runs)
+            if args.split is not None:
+                split(target, load, args.split, trees, args.runs)
+            else:
+                measured = count if args.instructions else sample if args.samples else compare
+                measured(target, load, trees, args.runs)
     except (CompareError, TargetUnavailable) as exc:
         print(f"sserelay.bench.compare: {exc}", file=sys.stderr)
         return 2
