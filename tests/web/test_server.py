@@ -107,6 +107,21 @@ def test_growing_the_descriptor_table_without_a_stderr_is_skipped_not_an_error(
     reserve_descriptors(size=128)
 
 
+def test_responses_carry_a_date_and_do_not_name_the_server_software(
+    client: httpx.Client,
+) -> None:
+    """No `server: uvicorn` (what runs behind the gateway is not the client's business),
+    on an answer, an error and a stream alike; the Date header an origin server sends."""
+    answers = [client.get("/v1/models"), client.get("/v1/streams/no-such-stream")]
+    with client.stream("GET", "/completionChat", params={"prompt": "hi"}) as streamed:
+        streamed.read()
+        answers.append(streamed)
+    assert [answer.status_code for answer in answers] == [200, 404, 200]
+    for answer in answers:
+        assert "server" not in answer.headers, answer.headers
+        assert answer.headers["date"].endswith(" GMT"), answer.headers
+
+
 def test_a_second_server_on_a_port_in_use_fails_and_says_so(relay: ServerProcess) -> None:
     """The group's sockets share their port with any socket that sets SO_REUSEPORT; a plain
     bind first keeps a second sserelay from silently joining the running one's group."""

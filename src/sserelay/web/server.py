@@ -235,6 +235,11 @@ def serve(app: Starlette, settings: Settings, **options: Any) -> None:
         # client could send its next request into the close (settings.py). Whole seconds:
         # uvicorn takes an int.
         timeout_keep_alive=math.ceil(settings.keepalive_timeout),
+        # No `server: uvicorn` on every response: the software behind a gateway is nobody's
+        # business (OWASP's secure headers project advises against naming it), and it is a
+        # header uvicorn checks and writes per response. The Date header stays (RFC 9110,
+        # 6.6.1: an origin server with a clock sends it).
+        server_header=False,
         **options,
     )
     GracefulServer(config, app.state.shutdown).run()
