@@ -357,8 +357,9 @@ class LogStream_py:
         pending = self.pending
         if pending is not None:
             pending.append(payload)
-            if self.tally is not None:
-                self.tally.count += 1
+            tally = self.tally  # again, as the C definition reads it: keeping ran Python
+            if tally is not None:
+                tally.count += 1
             if len(pending) == 1 and self.on_pending is not None:
                 self.on_pending(self)
         if self.waiters:

@@ -91,8 +91,11 @@ def test_compare_splits_instruction_counts_into_a_streams_own_and_a_chunks() -> 
     own, chunk, short, long = (int(found[i].replace(",", "")) for i in range(1, 5))
     assert abs(own + chunk * 3 - short / 2) <= 2 + 3, line
     assert abs(own + chunk * 30 - long / 2) <= 2 + 30, line
-    summary = done.stdout.split("medians of 1 run(s)\n", 1)[1].strip()
-    assert summary == f"this tree: {own:,} a stream, {chunk:,} a chunk", summary
+    summary = done.stdout.split("medians of 1 run(s)\n", 1)[1].strip().splitlines()
+    assert [line.strip() for line in summary] == [
+        f"this tree: {chunk:,} a chunk ({chunk:,})",
+        f"this tree: {own:,} a stream besides its chunks",
+    ], summary
 
 
 def test_a_split_solves_a_stream_as_its_own_cost_plus_a_cost_per_chunk() -> None:

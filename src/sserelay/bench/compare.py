@@ -62,7 +62,7 @@ from sserelay.bench.runner import measure, raise_fd_limit, run_loadgen, warm_up
 from sserelay.bench.targets import TARGETS, BenchEnv, Kind, Target, TargetUnavailable, launch
 from sserelay.testing.procs import ServerProcess
 
-__all__ = ["main", "parse_load", "per_stream_and_chunk"]
+__all__ = ["Split", "main", "parse_load", "per_stream_and_chunk"]
 
 _HERE = Path(__file__).resolve().parents[3]  # the checkout this module runs from
 _SPEEDUPS = "src/sserelay/_speedups.c"
@@ -482,30 +482,49 @@ def per_stream_and_chunk(short: Counted, long: Counted) -> tuple[float, float]:
     return per_short - chunk * chunks_short, chunk
 
 
+@dataclass(slots=True)
+class Split:
+    """One tree's two counts, at two stream lengths, and what they give: instructions a
+    stream costs besides its chunks (`own`) and a chunk's (`chunk`, the figure)."""
+
+    tree: Tree
+    lengths: tuple[int, int]  # tokens a stream in the two counts
+    short: Counted
+    long: Counted
+    own: float
+    chunk: float
+
+    @property
+    def figure(self) -> float:
+        return self.chunk
+
+    @staticmethod
+    def shown(figure: float, unit: bool = True) -> str:
+        return f"{figure:,.0f}" + (" a chunk" if unit else "")
+
+    def text(self) -> str:
+        (short, long), counted = self.lengths, (self.short, self.long)
+        return (f"{self.own:,.0f} instructions a stream + {self.chunk:,.0f} a chunk "
+                f"({short} tokens: {counted[0].text()}; {long} tokens: {counted[1].text()})")
+
+
 def split(target: Target, load: Load, tokens: int, trees: Sequence[Tree],
-          runs: int) -> list[tuple[Counted, Counted]]:  # fmt: skip
+          runs: int) -> list[Split]:  # fmt: skip
     """`count` at the load's stream length and at `tokens`, alternating the trees, then each
-    tree's instructions a stream (besides its chunks) and a chunk, as medians."""
+    tree's median instructions a chunk and a stream (besides its chunks)."""
     short, long = sorted((load, dataclasses.replace(load, tokens=tokens)),
                          key=lambda each: each.tokens)  # fmt: skip
-    results: list[tuple[Counted, Counted]] = []
-    with _upstream() as env:
-        for round_index in range(runs):
-            for tree in trees:
-                pair = (_count(target, tree, env, short), _count(target, tree, env, long))
-                own, chunk = per_stream_and_chunk(*pair)
-                print(f"round {round_index + 1} {tree.label:>12}: {own:,.0f} instructions a "
-                      f"stream + {chunk:,.0f} a chunk ({short.tokens} tokens: "
-                      f"{pair[0].text()}; {long.tokens} tokens: {pair[1].text()})", flush=True)
-                results.append(pair)
-    print(f"\n{target.title}, {load.streams} streams at {load.rate:g} tok/s, {short.tokens} "
-          f"against {long.tokens} tokens: instructions a stream besides its chunks, and a "
-          f"chunk's; medians of {runs} run(s)")  # fmt: skip
+
+    def both(target: Target, tree: Tree, env: BenchEnv, _: Load) -> Split:
+        counted = (_count(target, tree, env, short), _count(target, tree, env, long))
+        return Split(tree, (short.tokens, long.tokens), *counted,
+                     *per_stream_and_chunk(*counted))  # fmt: skip
+
+    what = f"{short.tokens} against {long.tokens} tokens, instructions a chunk, "
+    results = _alternate(target, load, trees, runs, both, what)
     for tree in trees:
-        mine = [per_stream_and_chunk(*pair) for pair in results if pair[0].tree is tree]
-        own = statistics.median(each[0] for each in mine)
-        chunk = statistics.median(each[1] for each in mine)
-        print(f"{tree.label:>12}: {own:,.0f} a stream, {chunk:,.0f} a chunk")
+        own = statistics.median(r.own for r in results if r.tree is tree)
+        print(f"{tree.label:>12}: {own:,.0f} a stream besides its chunks")
     return results
 
 
