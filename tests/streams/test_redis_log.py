@@ -233,6 +233,32 @@ def test_a_log_made_again_after_it_lost_its_key_gets_a_ttl_from_the_lease_renewa
     run(main())
 
 
+
+def test_appends_stop_asking_for_the_logs_ttl_once_redis_confirmed_it(
+    redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
+) -> None:
+    """Only appends until the first confirmed one carry the TTL request (a PEXPIRE in the
+    script per stream and flush otherwise): a log made again later has none until the
+    lease renewal, which here is seconds away."""
+
+    async def main() -> None:
+        async with (
+            redis_log(retention=60, lease_ttl=30.0) as log,
+            Redis.from_url(redis_server.url) as raw,
+        ):
+            stream_id = new_stream_id()
+            log_key = f"{log.prefix}{{{stream_id}}}:log"
+            await log.create(stream_id)
+            await log.append(stream_id, b"x")
+            await stored(raw, log, stream_id, 1)
+            assert await raw.pttl(log_key) > 0
+            await raw.delete(log_key)
+            await log.append(stream_id, b"y")
+            await stored(raw, log, stream_id, 1)
+            assert await raw.pttl(log_key) == -1  # the key exists, without a TTL
+
+    run(main())
+
 def test_scripts_are_reloaded_after_redis_forgets_them(
     redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
 ) -> None:
