@@ -33,6 +33,7 @@ from .test_stream_log import collect
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 MakeRedisLog = Callable[..., RedisStreamLog]
 
+
 async def stored(raw: Redis, log: RedisStreamLog, stream_id: str, entries: int) -> None:
     """Wait until `entries` of the stream are in Redis, not only queued by its writer."""
     async with asyncio.timeout(10):
@@ -205,6 +206,21 @@ def test_keys_are_prefixed_and_always_expire(
     run(main())
 
 
+async def log_made_again(raw: Redis, log: RedisStreamLog) -> str:
+    """A live stream whose log key, TTL confirmed, went (evicted) and an append made again;
+    its key."""
+    stream_id = new_stream_id()
+    log_key = f"{log.prefix}{{{stream_id}}}:log"
+    await log.create(stream_id)
+    await log.append(stream_id, b"x")
+    await stored(raw, log, stream_id, 1)
+    assert await raw.pttl(log_key) > 0
+    await raw.delete(log_key)
+    await log.append(stream_id, b"y")
+    await stored(raw, log, stream_id, 1)
+    return log_key
+
+
 def test_a_log_made_again_after_it_lost_its_key_gets_a_ttl_from_the_lease_renewal(
     redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
 ) -> None:
@@ -216,22 +232,13 @@ def test_a_log_made_again_after_it_lost_its_key_gets_a_ttl_from_the_lease_renewa
             redis_log(retention=60, lease_ttl=0.3) as log,
             Redis.from_url(redis_server.url) as raw,
         ):
-            stream_id = new_stream_id()
-            log_key = f"{log.prefix}{{{stream_id}}}:log"
-            await log.create(stream_id)
-            await log.append(stream_id, b"x")
-            await stored(raw, log, stream_id, 1)
-            assert await raw.pttl(log_key) > 0
-            await raw.delete(log_key)
-            await log.append(stream_id, b"y")
-            await stored(raw, log, stream_id, 1)
+            log_key = await log_made_again(raw, log)
             async with asyncio.timeout(10):
                 while await raw.pttl(log_key) < 0:
                     await asyncio.sleep(0.01)
             assert 0 < await raw.pttl(log_key) <= 60_300
 
     run(main())
-
 
 
 def test_appends_stop_asking_for_the_logs_ttl_once_redis_confirmed_it(
@@ -246,18 +253,11 @@ def test_appends_stop_asking_for_the_logs_ttl_once_redis_confirmed_it(
             redis_log(retention=60, lease_ttl=30.0) as log,
             Redis.from_url(redis_server.url) as raw,
         ):
-            stream_id = new_stream_id()
-            log_key = f"{log.prefix}{{{stream_id}}}:log"
-            await log.create(stream_id)
-            await log.append(stream_id, b"x")
-            await stored(raw, log, stream_id, 1)
-            assert await raw.pttl(log_key) > 0
-            await raw.delete(log_key)
-            await log.append(stream_id, b"y")
-            await stored(raw, log, stream_id, 1)
+            log_key = await log_made_again(raw, log)
             assert await raw.pttl(log_key) == -1  # the key exists, without a TTL
 
     run(main())
+
 
 def test_scripts_are_reloaded_after_redis_forgets_them(
     redis_server: RedisServer, redis_log: MakeRedisLog, run: Run
