@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import sserelay.bench.calls
 from sserelay.bench.compare import CompareError, Counted, Tree, parse_load, per_stream_and_chunk
 from sserelay.bench.profiles import Load
+
+calls_script = Path(sserelay.bench.calls.__file__)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -130,6 +133,42 @@ def test_compare_samples_where_the_relays_cpu_goes_by_object_and_by_function() -
     assert functions and any(name == "[kernel.kallsyms]" for name, _ in functions), by_function
 
 
+def test_compare_counts_the_relays_calls_during_the_load_by_function_and_splits_them() -> None:
+    """--calls counts the relay's Python function entries and C calls while the load runs
+    (not its start-up's imports, hundreds of thousands), says each round's per chunk and by
+    function; with --split, a stream's and a chunk's, and both by function."""
+    done = _compare("openai", "2x3@50", "--runs", "1", "--calls", "--split", "30")
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("round 1"))
+    found = re.search(r"this tree: ([\d,.-]+) calls a stream \+ ([\d,.-]+) a chunk \(3 tokens: "
+                      r"([\d,.]+) calls per chunk \(([\d,.]+) Python function entries, "
+                      r"([\d,.]+) C calls; ([\d,]+) over 6 chunks\), 2/2 streams; 30 tokens: "
+                      r"[\d,.]+ calls per chunk \([^)]*; ([\d,]+) over 60 chunks\), 2/2 "
+                      r"streams\)", line)  # fmt: skip
+    assert found, line
+    per_chunk, python, c_calls = (float(found[i].replace(",", "")) for i in (3, 4, 5))
+    short, long = (int(found[i].replace(",", "")) for i in (6, 7))
+    assert abs(python + c_calls - per_chunk) < 0.02 and abs(short / 6 - per_chunk) < 0.01
+    assert 100 < short / 2 < 20_000, line  # a request's calls, not the imports'
+    own = float(found[1].replace(",", ""))
+    chunk = float(found[2])
+    assert abs(own + chunk * 3 - short / 2) < 1 and abs(own + chunk * 30 - long / 2) < 1.5, line
+    tables = done.stdout.split("calls by function (medians of 1 run(s)):", 1)[1]
+    by_stream, by_chunk = tables.split("a stream's, besides its chunks:", 1)[1].split(
+        "a chunk's:")
+    for table in (by_stream, by_chunk):
+        rows = [row.split(None, 1) for row in table.strip().splitlines()[1:]]
+        assert len(rows) == 25 and all(re.fullmatch(r"-?\d+\.\d{3}", n) for n, _ in rows)
+        assert any(name.startswith("py sserelay/") for _, name in rows), table
+        assert any(name.startswith("C ") for _, name in rows), table
+
+
+def test_the_call_counter_says_how_to_run_it() -> None:
+    done = subprocess.run([sys.executable, str(calls_script), "out.json", "sserelay.cli"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith("usage: calls.py OUT -- PYTHON -m")
+
+
 def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None:
     """A malformed load, an unknown target, another tree for a target that is not sserelay,
     a revision that does not exist, a directory that is no checkout: exit status 2 and one
@@ -144,6 +183,8 @@ def test_compare_refuses_what_it_cannot_measure_in_words(tmp_path: Path) -> None
         ("article", "2x3@50", "--runs", "0"): "--runs must be at least 1",
         ("nginx", "2x3@50", "--instructions"): "--instructions counts sserelay's",
         ("article", "2x3@50", "--instructions", "--samples"): "one at a time",
+        ("nginx", "2x3@50", "--calls"): "--calls counts sserelay's",
+        ("article", "2x3@50", "--calls", "--samples"): "one at a time",
         ("article", "2x3@50", "--split", "9"): "use it with --instructions",
         ("article", "2x3@50", "--instructions", "--split", "3"): "other than the load's",
     }

@@ -22,6 +22,13 @@ instructions are, counted"). Streams differ by tens of thousands of instructions
 connection reused or made, a collection), so split with 50 streams or more: at 10 the split
 of the same relay moved between 1k and 8k a chunk.
 
+`--calls` runs the relay under `sserelay.bench.calls`, which counts every Python function
+it enters and every C function it calls during the load: exact (two runs of one tree differ
+by a log line's flush), a few times slower rather than callgrind's fifty, and by function,
+so it says which calls a change took away; `--split` works with it as with instructions and
+lists a stream's calls and a chunk's by function (docs/decisions.md, "A sixth full run").
+A call's cost varies (a `len` against a request's handler), so it counts work, not time.
+
 `--samples` runs the relay as usual and samples where its CPU time goes with `perf record`
 (`cpu-clock` at 4 kHz, switched on for the load only), then prints each tree's µs per chunk
 by shared object and by function, kernel included: what instructions cannot show, a
@@ -41,6 +48,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import select
@@ -50,6 +58,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +79,9 @@ _LOAD = re.compile(r"(\d+)x(\d+)@(\d+(?:\.\d+)?)")
 _CALLGRIND_STARTUP = 300.0  # seconds: the relay starts ~50x slower under valgrind
 _PERF_HZ = 4000  # cpu-clock samples per second of the relay's CPU time
 _PERF_ACK = 30.0  # seconds perf may take to answer a control command
-_SYMBOLS = 25  # functions listed under --samples
+_SYMBOLS = 25  # functions listed under --samples and --calls
+_CALLS_SCRIPT = Path(__file__).resolve().with_name("calls.py")  # this checkout's, any tree
+_CALLS_ACK = 30.0  # seconds the relay may take to answer a counting signal
 
 
 class CompareError(Exception):
@@ -90,6 +101,11 @@ class Counted:
     chunks: int
     ok: int
     streams: int
+    unit = "instructions"  # what a Split of two counts says it splits
+
+    @property
+    def total(self) -> int:
+        return self.instructions
 
     @property
     def figure(self) -> float:
@@ -102,6 +118,42 @@ class Counted:
     def text(self) -> str:
         return (f"{self.shown(self.figure)} ({self.instructions:,} over {self.chunks:,} "
                 f"chunks), {self.ok}/{self.streams} streams")  # fmt: skip
+
+
+@dataclass(slots=True)
+class Called:
+    """The relay's function calls during the load (`sserelay.bench.calls`), by function:
+    ("py", "file:line name") for a Python function entered, ("C", name) for a C call."""
+
+    tree: Tree
+    calls: dict[tuple[str, str], int]
+    chunks: int
+    ok: int
+    streams: int
+    unit = "calls"
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def python(self) -> int:
+        return sum(n for (kind, _), n in self.calls.items() if kind == "py")
+
+    @property
+    def figure(self) -> float:
+        return self.total / max(1, self.chunks)  # per chunk
+
+    @staticmethod
+    def shown(figure: float, unit: bool = True) -> str:
+        return f"{figure:,.2f}" + (" calls per chunk" if unit else "")
+
+    def text(self) -> str:
+        chunks = max(1, self.chunks)
+        return (f"{self.shown(self.figure)} ({self.python / chunks:,.2f} Python function "
+                f"entries, {(self.total - self.python) / chunks:,.2f} C calls; "
+                f"{self.total:,} over {self.chunks:,} chunks), {self.ok}/{self.streams} "
+                f"streams")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -378,6 +430,50 @@ def _count(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Counted:
     return Counted(tree, sum(totals), result.chunks, result.ok, result.streams)
 
 
+def _call_count(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Called:
+    """The relay under `sserelay.bench.calls`, counting only while the load runs."""
+    with tempfile.TemporaryDirectory(prefix="sserelay-calls-") as scratch:
+        out = Path(scratch) / "calls.json"
+        wrapped = dataclasses.replace(
+            _with_tree(target, tree),
+            relay_wrapper=(sys.executable, str(_CALLS_SCRIPT), str(out), "--"),
+        )
+        with launch(wrapped, env) as running:
+            warm_up(wrapped, running)
+            warm_up(wrapped, running)  # as for callgrind: the same streams counted
+            pid = running.pids()[0]
+            os.kill(pid, signal.SIGUSR1)
+            _wait_for(out.with_name(out.name + ".on"), "switch its call counting on")
+            result = run_loadgen(wrapped.request(running.url, load), load)
+            os.kill(pid, signal.SIGUSR2)
+            _wait_for(out, "write its call counts")
+            counts = json.loads(out.read_text())
+    calls: dict[tuple[str, str], int] = {}
+    for filename, line, name, n in counts["python"]:
+        key = ("py", f"{_short_path(filename)}:{line} {name}")
+        calls[key] = calls.get(key, 0) + n
+    for name, n in counts["c"]:
+        calls["C", name] = calls.get(("C", name), 0) + n
+    return Called(tree, calls, result.chunks, result.ok, result.streams)
+
+
+def _short_path(filename: str) -> str:
+    """A module's file from its package on: sserelay/web/guard.py, asyncio/events.py."""
+    parts = Path(filename).parts
+    for marker in ("site-packages", "src"):
+        if marker in parts:
+            return "/".join(parts[len(parts) - parts[::-1].index(marker):])
+    return "/".join(parts[-2:])
+
+
+def _wait_for(path: Path, what: str) -> None:
+    for _ in range(int(_CALLS_ACK / 0.05)):
+        if path.exists():
+            return
+        time.sleep(0.05)
+    raise CompareError(f"the relay did not {what} within {_CALLS_ACK:.0f} s")
+
+
 def _callgrind_control(*args: str) -> None:
     done = subprocess.run(["callgrind_control", *args], capture_output=True, text=True,
                           check=False)  # fmt: skip
@@ -468,29 +564,33 @@ def count(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[
     return _alternate(target, load, trees, runs, _count, "instructions per chunk, ")
 
 
-def per_stream_and_chunk(short: Counted, long: Counted) -> tuple[float, float]:
-    """Instructions a stream costs besides its chunks, and a chunk's, from two counts of the
-    same streams at two lengths: each count per stream is `own + chunk x chunks a stream`."""
+def per_stream_and_chunk(short: Counted | Called, long: Counted | Called,
+                         totals: tuple[float, float] | None = None) -> tuple[float, float]:
+    """What a stream costs besides its chunks, and a chunk's, from two counts of the same
+    streams at two lengths: each count per stream is `own + chunk x chunks a stream`. Of
+    their totals, or of `totals` (one function's calls in each, say)."""
     if not short.streams or not long.streams:
         raise CompareError("a count without streams cannot be split")
     chunks_short, chunks_long = short.chunks / short.streams, long.chunks / long.streams
     if chunks_long == chunks_short:
         raise CompareError("both counts delivered as many chunks a stream: nothing to split "
                            "by (did the streams fail?)")  # fmt: skip
-    per_short, per_long = short.instructions / short.streams, long.instructions / long.streams
+    total_short, total_long = (short.total, long.total) if totals is None else totals
+    per_short, per_long = total_short / short.streams, total_long / long.streams
     chunk = (per_long - per_short) / (chunks_long - chunks_short)
     return per_short - chunk * chunks_short, chunk
 
 
 @dataclass(slots=True)
 class Split:
-    """One tree's two counts, at two stream lengths, and what they give: instructions a
-    stream costs besides its chunks (`own`) and a chunk's (`chunk`, the figure)."""
+    """One tree's two counts, at two stream lengths, and what they give: what a stream costs
+    besides its chunks (`own`) and what a chunk costs (`chunk`, the figure), in
+    instructions or in calls."""
 
     tree: Tree
     lengths: tuple[int, int]  # tokens a stream in the two counts
-    short: Counted
-    long: Counted
+    short: Counted | Called
+    long: Counted | Called
     own: float
     chunk: float
 
@@ -500,31 +600,69 @@ class Split:
 
     @staticmethod
     def shown(figure: float, unit: bool = True) -> str:
-        return f"{figure:,.0f}" + (" a chunk" if unit else "")
+        return f"{figure:,.{2 if abs(figure) < 100 else 0}f}" + (" a chunk" if unit else "")
 
     def text(self) -> str:
         (short, long), counted = self.lengths, (self.short, self.long)
-        return (f"{self.own:,.0f} instructions a stream + {self.chunk:,.0f} a chunk "
-                f"({short} tokens: {counted[0].text()}; {long} tokens: {counted[1].text()})")
+        return (f"{self.shown(self.own, unit=False)} {self.short.unit} a stream + "
+                f"{self.shown(self.chunk)} ({short} tokens: {counted[0].text()}; {long} "
+                f"tokens: {counted[1].text()})")  # fmt: skip
 
 
-def split(target: Target, load: Load, tokens: int, trees: Sequence[Tree],
-          runs: int) -> list[Split]:  # fmt: skip
-    """`count` at the load's stream length and at `tokens`, alternating the trees, then each
-    tree's median instructions a chunk and a stream (besides its chunks)."""
+def split(target: Target, load: Load, tokens: int, trees: Sequence[Tree], runs: int,
+          one: Callable[[Target, Tree, BenchEnv, Load], Counted | Called] = _count,
+          ) -> list[Split]:  # fmt: skip
+    """`one` (`_count` or `_call_count`) at the load's stream length and at `tokens`,
+    alternating the trees, then each tree's median a chunk and a stream (besides its
+    chunks); for calls, also by function."""
     short, long = sorted((load, dataclasses.replace(load, tokens=tokens)),
                          key=lambda each: each.tokens)  # fmt: skip
 
     def both(target: Target, tree: Tree, env: BenchEnv, _: Load) -> Split:
-        counted = (_count(target, tree, env, short), _count(target, tree, env, long))
+        counted = (one(target, tree, env, short), one(target, tree, env, long))
         return Split(tree, (short.tokens, long.tokens), *counted,
                      *per_stream_and_chunk(*counted))  # fmt: skip
 
-    what = f"{short.tokens} against {long.tokens} tokens, instructions a chunk, "
+    unit = "calls" if one is _call_count else "instructions"
+    what = f"{short.tokens} against {long.tokens} tokens, {unit} a chunk, "
     results = _alternate(target, load, trees, runs, both, what)
     for tree in trees:
         own = statistics.median(r.own for r in results if r.tree is tree)
-        print(f"{tree.label:>12}: {own:,.0f} a stream besides its chunks")
+        print(f"{tree.label:>12}: {Split.shown(own, unit=False)} a stream besides its chunks")
+    if one is _call_count:
+        by_stream: dict[str, list[dict[tuple[str, str], float]]] = {t.label: [] for t in trees}
+        by_chunk: dict[str, list[dict[tuple[str, str], float]]] = {t.label: [] for t in trees}
+        for result in results:
+            own_calls, chunk_calls = _split_by_function(result)
+            by_stream[result.tree.label].append(own_calls)
+            by_chunk[result.tree.label].append(chunk_calls)
+        print(f"\ncalls by function (medians of {runs} run(s)):")
+        _print_table("a stream's, besides its chunks", by_stream, _SYMBOLS)
+        _print_table("a chunk's", by_chunk, _SYMBOLS)
+    return results
+
+
+def _split_by_function(result: Split) -> tuple[dict[tuple[str, str], float],
+                                               dict[tuple[str, str], float]]:  # fmt: skip
+    short, long = result.short, result.long
+    assert isinstance(short, Called) and isinstance(long, Called)
+    own: dict[tuple[str, str], float] = {}
+    chunk: dict[tuple[str, str], float] = {}
+    for key in short.calls.keys() | long.calls.keys():
+        own[key], chunk[key] = per_stream_and_chunk(
+            short, long, (short.calls.get(key, 0), long.calls.get(key, 0)))
+    return own, chunk
+
+
+def calls(target: Target, load: Load, trees: Sequence[Tree], runs: int) -> list[Called]:
+    """`compare`, counting the relay's function calls instead of timing, then the functions
+    whose calls per chunk differ most between the trees (with one tree, the most called)."""
+    results = _alternate(target, load, trees, runs, _call_count, "calls per chunk, ")
+    per_chunk = {tree.label: [{key: n / max(1, r.chunks) for key, n in r.calls.items()}
+                              for r in results if r.tree is tree]
+                 for tree in trees}  # fmt: skip
+    print(f"\ncalls by function (medians of {runs} run(s)):")
+    _print_table("per chunk", per_chunk, _SYMBOLS)
     return results
 
 
@@ -551,11 +689,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(deterministic; needs valgrind; keep the load light, e.g. 20x60@20)",
     )
     parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="count the relay's Python function entries and C calls instead of timing its "
+        "CPU, and list them by function (exact; the relay runs several times slower)",
+    )
+    parser.add_argument(
         "--split",
         metavar="TOKENS",
         type=int,
-        help="with --instructions: also count streams of TOKENS tokens, and print what a "
-        "stream costs besides its chunks and what a chunk costs (use 50 streams or more)",
+        help="with --instructions or --calls: also count streams of TOKENS tokens, and print "
+        "what a stream costs besides its chunks and what a chunk costs (use 50 streams or "
+        "more)",
     )
     parser.add_argument(
         "--samples",
@@ -574,11 +719,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CompareError(f"{target.key} is not sserelay: --instructions counts sserelay's")
         if args.instructions and shutil.which("callgrind_control") is None:
             raise CompareError("--instructions needs valgrind (Debian: apt install valgrind)")
-        if args.instructions and args.samples:
-            raise CompareError("--instructions and --samples measure differently: one at a "
-                               "time")  # fmt: skip
-        if args.split is not None and not args.instructions:
-            raise CompareError("--split splits instruction counts: use it with --instructions")
+        if args.calls and target.kind is not Kind.SSERELAY:
+            raise CompareError(f"{target.key} is not sserelay: --calls counts sserelay's")
+        if sum((args.instructions, args.samples, args.calls)) > 1:
+            raise CompareError("--instructions, --samples and --calls measure differently: "
+                               "one at a time")  # fmt: skip
+        if args.split is not None and not (args.instructions or args.calls):
+            raise CompareError("--split splits counts: use it with --instructions or --calls")
         if args.split is not None and (args.split < 1 or args.split == load.tokens):
             raise CompareError(f"--split needs a stream length other than the load's "
                                f"({load.tokens} tokens), above 0")  # fmt: skip
@@ -598,9 +745,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             if args.split is not None:
-                split(target, load, args.split, trees, args.runs)
+                split(target, load, args.split, trees, args.runs,
+                      _call_count if args.calls else _count)  # fmt: skip
             else:
-                measured = count if args.instructions else sample if args.samples else compare
+                measured = (count if args.instructions else sample if args.samples
+                            else calls if args.calls else compare)  # fmt: skip
                 measured(target, load, trees, args.runs)
     except (CompareError, TargetUnavailable) as exc:
         print(f"sserelay.bench.compare: {exc}", file=sys.stderr)
