@@ -108,6 +108,8 @@ def test_a_split_solves_a_stream_as_its_own_cost_plus_a_cost_per_chunk() -> None
     long = Counted(tree, instructions=2 * (1_000 + 10 * 20), chunks=40, ok=2, streams=2)
     assert per_stream_and_chunk(short, long) == (1_000, 10)
     assert per_stream_and_chunk(long, short) == (1_000, 10)
+    # One function's calls in each count, split the same way: 3 a stream and 1 a chunk.
+    assert per_stream_and_chunk(short, long, (2 * (3 + 5), 2 * (3 + 20))) == (3, 1)
     with pytest.raises(CompareError, match="as many chunks a stream"):
         per_stream_and_chunk(short, short)
     with pytest.raises(CompareError, match="without streams"):
@@ -150,8 +152,7 @@ def test_compare_counts_the_relays_calls_during_the_load_by_function_and_splits_
     short, long = (int(found[i].replace(",", "")) for i in (6, 7))
     assert abs(python + c_calls - per_chunk) < 0.02 and abs(short / 6 - per_chunk) < 0.01
     assert 100 < short / 2 < 20_000, line  # a request's calls, not the imports'
-    own = float(found[1].replace(",", ""))
-    chunk = float(found[2])
+    own, chunk = (float(found[i].replace(",", "")) for i in (1, 2))
     assert abs(own + chunk * 3 - short / 2) < 1 and abs(own + chunk * 30 - long / 2) < 1.5, line
     tables = done.stdout.split("calls by function (medians of 1 run(s)):", 1)[1]
     by_stream, by_chunk = tables.split("a stream's, besides its chunks:", 1)[1].split(
@@ -161,6 +162,25 @@ def test_compare_counts_the_relays_calls_during_the_load_by_function_and_splits_
         assert len(rows) == 25 and all(re.fullmatch(r"-?\d+\.\d{3}", n) for n, _ in rows)
         assert any(name.startswith("py sserelay/") for _, name in rows), table
         assert any(name.startswith("C ") for _, name in rows), table
+
+
+def test_compare_lists_the_relays_calls_per_chunk_by_function_without_a_split() -> None:
+    """--calls alone: each round's calls per chunk, the median, and the most called
+    functions per chunk, most first, whose sum is at most the round's figure."""
+    done = _compare("openai", "2x3@50", "--runs", "1", "--calls")
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("round 1"))
+    found = re.search(r"this tree: ([\d,.]+) calls per chunk \([\d,.]+ Python function "
+                      r"entries, [\d,.]+ C calls; [\d,]+ over 6 chunks\), 2/2 streams", line)
+    assert found, line
+    per_chunk = float(found[1].replace(",", ""))
+    assert f"this tree: {found[1]} calls per chunk ({found[1]})" in done.stdout
+    table = done.stdout.split("per chunk:", 1)[1]
+    rows = [row.split(None, 1) for row in table.strip().splitlines()[1:]]
+    figures = [float(n) for n, _ in rows]
+    assert len(rows) == 25 and figures == sorted(figures, reverse=True), table
+    assert sum(figures) <= per_chunk + 0.01, (figures, per_chunk)
+    assert any(name.startswith("py sserelay/") for _, name in rows), table
 
 
 def test_the_call_counter_says_how_to_run_it() -> None:

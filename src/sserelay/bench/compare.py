@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from sserelay.bench.figures import Measurement
+from sserelay.bench.loadgen import LoadResult
 from sserelay.bench.procstat import io_calls
 from sserelay.bench.profiles import Load
 from sserelay.bench.runner import measure, raise_fd_limit, run_loadgen, warm_up
@@ -405,6 +406,20 @@ def _with_tree(target: Target, tree: Tree) -> Target:
     )
 
 
+def _load_counted(target: Target, env: BenchEnv, load: Load, on: Callable[[int], None],
+                  off: Callable[[int], None]) -> LoadResult:  # fmt: skip
+    """The load on a fresh relay, warmed up twice (the interpreter's specialised code
+    settles), its counting switched `on(pid)` just before and `off(pid)` just after."""
+    with launch(target, env) as running:
+        warm_up(target, running)
+        warm_up(target, running)
+        pid = running.pids()[0]
+        on(pid)
+        result = run_loadgen(target.request(running.url, load), load)
+        off(pid)
+    return result
+
+
 def _count(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Counted:
     """The relay under callgrind, instrumented only while the load runs."""
     with tempfile.TemporaryDirectory(prefix="sserelay-callgrind-") as scratch:
@@ -415,14 +430,13 @@ def _count(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Counted:
                            f"--callgrind-out-file={out}"),
             startup_timeout=_CALLGRIND_STARTUP,
         )  # fmt: skip
-        with launch(wrapped, env) as running:
-            warm_up(wrapped, running)
-            warm_up(wrapped, running)  # the interpreter's specialised code settles
-            pid = str(running.pids()[0])
-            _callgrind_control("-i", "on", pid)
-            result = run_loadgen(wrapped.request(running.url, load), load)
-            _callgrind_control("-i", "off", pid)
-            _callgrind_control("-d", pid)  # the counts so far, to a file of their own
+
+        def off(pid: int) -> None:
+            _callgrind_control("-i", "off", str(pid))
+            _callgrind_control("-d", str(pid))  # the counts so far, to a file of their own
+
+        result = _load_counted(wrapped, env, load,
+                               lambda pid: _callgrind_control("-i", "on", str(pid)), off)
         totals = [int(line.split()[1]) for part in Path(scratch).glob("callgrind.out*")
                   for line in part.read_text().splitlines() if line.startswith("totals:")]
         if not totals:
@@ -438,16 +452,17 @@ def _call_count(target: Target, tree: Tree, env: BenchEnv, load: Load) -> Called
             _with_tree(target, tree),
             relay_wrapper=(sys.executable, str(_CALLS_SCRIPT), str(out), "--"),
         )
-        with launch(wrapped, env) as running:
-            warm_up(wrapped, running)
-            warm_up(wrapped, running)  # as for callgrind: the same streams counted
-            pid = running.pids()[0]
+
+        def on(pid: int) -> None:
             os.kill(pid, signal.SIGUSR1)
             _wait_for(out.with_name(out.name + ".on"), "switch its call counting on")
-            result = run_loadgen(wrapped.request(running.url, load), load)
+
+        def off(pid: int) -> None:
             os.kill(pid, signal.SIGUSR2)
             _wait_for(out, "write its call counts")
-            counts = json.loads(out.read_text())
+
+        result = _load_counted(wrapped, env, load, on, off)
+        counts = json.loads(out.read_text())
     calls: dict[tuple[str, str], int] = {}
     for filename, line, name, n in counts["python"]:
         key = ("py", f"{_short_path(filename)}:{line} {name}")
